@@ -1,0 +1,26 @@
+"""
+poetry_endpoints: download poems from any Twisted endpoint or URL.
+
+    from poetry_endpoints import get_poetry
+    poem = await get_poetry(reactor, "tcp:localhost:10000")
+"""
+
+from .client import PoetryClient, get_poetry
+from .errors import KINDS, ErrorKind, PoetryError
+from .poem import Poem
+from .protocol import PoetryProtocol
+from .sources import EndpointSource, HTTPSource, Source, parse_source
+
+__all__ = [
+    "KINDS",
+    "EndpointSource",
+    "ErrorKind",
+    "HTTPSource",
+    "Poem",
+    "PoetryClient",
+    "PoetryError",
+    "PoetryProtocol",
+    "Source",
+    "get_poetry",
+    "parse_source",
+]

@@ -1,0 +1,17 @@
+"""``poetry-endpoints serve``: not yet written (see the issue that builds the command line)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(commands: Any) -> None:
+    """Register the ``serve`` subcommand."""
+    commands.add_parser("serve", help="(not yet available)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Not yet available."""
+    print("poetry-endpoints serve: not yet available", flush=True)
+    return 2

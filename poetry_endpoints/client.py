@@ -1,0 +1,281 @@
+"""
+Downloading poems: one reusable `PoetryClient`, and `get_poetry` for one-offs.
+
+The data path of one download::
+
+    source string ──parse_source──▶ endpoint ──connectProtocol──▶ PoetryProtocol
+        ──finished──▶ bytes ──decode──▶ Poem            (or PoetryError at any step)
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable
+from itertools import count
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    fail,
+)
+from twisted.internet.endpoints import connectProtocol
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+
+from .errors import RETRYABLE, PoetryError
+from .poem import Poem
+from .protocol import PoetryProtocol, ProgressCallback
+from .reasons import connect_error
+from .sources import EndpointSource, HTTPSource, Source, parse_source
+
+if TYPE_CHECKING:
+    from .http import HTTPFetcher
+
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_CONCURRENCY = 100
+#: First retry waits this long; each later one waits twice as long as the last.
+DEFAULT_BACKOFF = 0.5
+
+SourceLike: TypeAlias = "str | IStreamClientEndpoint | Source"
+Body: TypeAlias = "tuple[bytes, str | None]"
+"""The bytes of a poem, and the charset its server declared (HTTP only)."""
+
+
+class PoetryClient:
+    """
+    One object for many downloads that share the same settings.
+
+    At most C{concurrency} downloads are connected (or waiting to retry) at
+    once; further calls to L{get} wait for a free slot.  HTTP sources share
+    one connection pool.
+
+    @param reactor: provides C{IReactorTCP}, C{IReactorTime} and, for
+        C{unix:} sources, C{IReactorUNIX}.
+    @param timeout: seconds allowed for each whole attempt, connecting
+        included; C{None} for no limit.  A timed-out attempt is not retried.
+    @param idle_timeout: seconds of silence allowed after connecting and
+        between reads; C{None} for no limit.
+    @param max_bytes: the largest poem accepted; a larger one is aborted as
+        soon as it goes past the cap.  C{None} for no cap.
+    @param encoding: codec for L{Poem.text}; C{None} means UTF-8, or the
+        charset an HTTP server declares.
+    @param errors: codec error handler, C{"strict"} or C{"replace"}.
+    @param concurrency: downloads in flight at once.
+    @param retries: further attempts after C{connect-failed} or
+        C{incomplete}, C{backoff}, 2*C{backoff}, 4*C{backoff}... seconds apart.
+    @param cacert: path of a PEM file whose CA is trusted, as well as the
+        platform's, for C{tls:} and C{https:} sources.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        timeout: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        encoding: str | None = None,
+        errors: str = "strict",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        retries: int = 0,
+        backoff: float = DEFAULT_BACKOFF,
+        cacert: str | None = None,
+    ) -> None:
+        _check_positive("timeout", timeout)
+        _check_positive("idle_timeout", idle_timeout)
+        _check_positive("max_bytes", max_bytes)
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, not {retries}")
+        if encoding is not None:
+            codecs.lookup(encoding)  # LookupError now, not on the first poem
+        codecs.lookup_error(errors)
+        self.reactor = reactor
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        self.max_bytes = max_bytes
+        self.encoding = encoding
+        self.errors = errors
+        self.concurrency = concurrency
+        self.retries = retries
+        self.backoff = backoff
+        self.cacert = cacert
+        self._slots = DeferredSemaphore(concurrency)
+        self._http: HTTPFetcher | None = None
+
+    def parse(self, source: SourceLike) -> Source:
+        """Parse C{source} now; raises `PoetryError` ``invalid-source``."""
+        if isinstance(source, EndpointSource | HTTPSource):
+            return source
+        return parse_source(self.reactor, source)
+
+    def get(
+        self, source: SourceLike, *, progress: ProgressCallback | None = None
+    ) -> Deferred[Poem]:
+        """
+        Download one poem.
+
+        @param source: a source string, an endpoint, or a parsed source.
+        @param progress: called with the bytes received so far after each read.
+        @return: fires once with a L{Poem} or fails with a `PoetryError`.
+            Cancelling it at any moment aborts the connection and fails it
+            with kind ``cancelled``.
+        """
+        try:
+            parsed = self.parse(source)
+        except PoetryError as e:
+            return fail(e)
+        return Deferred.fromCoroutine(self._get(parsed, progress))
+
+    def get_many(self, sources: Iterable[SourceLike]) -> Deferred[list[Poem | PoetryError]]:
+        """
+        Download many poems, at most C{concurrency} at once.
+
+        @return: fires with one L{Poem} or `PoetryError` per source, in the
+            order given; never fails.  Cancelling it cancels every download.
+        """
+        downloads = [self.get(source).addErrback(_error_value) for source in sources]
+        return DeferredList(downloads, consumeErrors=True).addCallback(
+            lambda results: [value for _, value in results]
+        )
+
+    async def _get(self, source: Source, progress: ProgressCallback | None) -> Poem:
+        try:
+            await self._slots.acquire()
+        except CancelledError:
+            raise _cancelled(source, "while waiting for a free connection slot") from None
+        try:
+            started = self.reactor.seconds()
+            for attempt in count():
+                try:
+                    data, charset = await self._attempt(source, progress)
+                    break
+                except PoetryError as e:
+                    if e.kind not in RETRYABLE or attempt >= self.retries:
+                        raise
+                try:
+                    await deferLater(self.reactor, self.backoff * 2**attempt)
+                except CancelledError:
+                    raise _cancelled(source, "while waiting to retry") from None
+            return self._poem(source, data, charset, self.reactor.seconds() - started)
+        finally:
+            self._slots.release()
+
+    def _attempt(self, source: Source, progress: ProgressCallback | None) -> Deferred[Body]:
+        attempt: Deferred[Body]
+        if isinstance(source, HTTPSource):
+            attempt = self._http_fetcher().fetch(source, progress)
+        else:
+            attempt = self._connect(source, progress)
+        if self.timeout is not None:
+            attempt.addTimeout(self.timeout, self.reactor, _timed_out(source, self.timeout))
+        return attempt
+
+    def _connect(self, source: EndpointSource, progress: ProgressCallback | None) -> Deferred[Body]:
+        protocol = PoetryProtocol(
+            source.name,
+            self.reactor,
+            max_bytes=self.max_bytes,
+            idle_timeout=self.idle_timeout,
+            progress=progress,
+        )
+        finished = protocol.finished
+        assert finished is not None
+
+        def connected(_: object) -> Deferred[bytes]:
+            # From here on, cancelling the attempt cancels `finished`, which
+            # aborts the connection.
+            return finished
+
+        def not_connected(failure: Failure) -> Failure:
+            if failure.check(CancelledError):
+                return Failure(_cancelled(source, "while connecting"))
+            return Failure(connect_error(source.name, failure))
+
+        attempt: Deferred[Any] = connectProtocol(source.endpoint, protocol)
+        body: Deferred[bytes] = attempt.addCallbacks(connected, not_connected)
+        return body.addCallback(_no_charset)
+
+    def _http_fetcher(self) -> HTTPFetcher:
+        if self._http is None:
+            from .http import HTTPFetcher
+
+            self._http = HTTPFetcher(self)
+        return self._http
+
+    def _poem(self, source: Source, data: bytes, charset: str | None, elapsed: float) -> Poem:
+        encoding = self.encoding or charset or "utf-8"
+        try:
+            text = data.decode(encoding, self.errors)
+        except LookupError:
+            raise PoetryError(
+                source.name, "decode", f"the server declared unknown charset {encoding!r}"
+            ) from None
+        except UnicodeDecodeError as e:
+            raise PoetryError(
+                source.name,
+                "decode",
+                f"not valid {encoding}: {e.reason} at byte {e.start} of {len(data)}",
+            ) from None
+        return Poem(source.name, data, text, elapsed, encoding)
+
+
+def get_poetry(
+    reactor: Any,
+    source: SourceLike,
+    *,
+    timeout: float | None = None,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    encoding: str | None = None,
+    errors: str = "strict",
+    cacert: str | None = None,
+) -> Deferred[Poem]:
+    """Download one poem from C{source}; see L{PoetryClient} for the settings."""
+    client = PoetryClient(
+        reactor,
+        timeout=timeout,
+        idle_timeout=idle_timeout,
+        max_bytes=max_bytes,
+        encoding=encoding,
+        errors=errors,
+        cacert=cacert,
+    )
+    return client.get(source)
+
+
+def _check_positive(name: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{name} must be positive or None, not {value!r}")
+
+
+def _cancelled(source: Source, when: str) -> PoetryError:
+    return PoetryError(source.name, "cancelled", f"cancelled {when}")
+
+
+def _timed_out(source: Source, timeout: float) -> Any:
+    def convert(result: object, _timeout: float) -> Failure:
+        return Failure(
+            PoetryError(
+                source.name,
+                "timeout",
+                f"no whole poem within {timeout:g} s (timeout); connection aborted",
+            )
+        )
+
+    return convert
+
+
+def _no_charset(data: bytes) -> Body:
+    return data, None
+
+
+def _error_value(failure: Failure) -> PoetryError:
+    failure.trap(PoetryError)
+    return failure.value  # type: ignore[return-value]

@@ -1,0 +1,149 @@
+"""HTTP(S) sources: a GET with treq, the body streamed into a `PoetryProtocol`."""
+
+from __future__ import annotations
+
+from email.message import Message
+from typing import TYPE_CHECKING, Any
+
+from treq.client import HTTPClient
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectError
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    BrowserLikeRedirectAgent,
+    HTTPConnectionPool,
+    ResponseDone,
+)
+from twisted.web.error import InfiniteRedirection
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IResponse
+
+from .errors import PoetryError
+from .protocol import PoetryProtocol, ProgressCallback
+from .reasons import connect_error, describe, tls_reason
+from .sources import HTTPSource
+from .tls import trust_root
+
+if TYPE_CHECKING:
+    from .client import Body, PoetryClient
+
+#: Redirects followed before giving up (curl's --max-redirs default is 50;
+#: browsers stop near 20, as does Twisted's RedirectAgent).
+MAX_REDIRECTS = 20
+#: How much of a non-2xx response's body is read before the connection is cut.
+ERROR_BODY_MAX_BYTES = 64 * 1024
+
+
+class HTTPBodyProtocol(PoetryProtocol):
+    """Receives a response body: whole on ``ResponseDone``, incomplete otherwise."""
+
+    def is_clean_close(self, reason: Failure) -> bool:
+        # PotentialDataLoss: a body delimited by the server closing the
+        # connection, which for HTTP/1.0-style responses is the normal end.
+        return reason.check(ResponseDone, PotentialDataLoss) is not None
+
+    def abort_transport(self) -> None:
+        # The body's transport is a proxy whose stopProducing only closes
+        # gently; a cap or a cancellation must cut the TCP connection itself.
+        connection = getattr(self.transport, "_producer", None)
+        if connection is not None and hasattr(connection, "abortConnection"):
+            connection.abortConnection()
+        else:
+            self.transport.stopProducing()  # type: ignore[union-attr]
+
+
+class HTTPFetcher:
+    """Fetches HTTP sources for one `PoetryClient`, over one connection pool."""
+
+    def __init__(self, client: PoetryClient) -> None:
+        self._client = client
+        self.pool = HTTPConnectionPool(client.reactor, persistent=True)
+        agent = Agent(
+            client.reactor,
+            contextFactory=BrowserLikePolicyForHTTPS(trust_root(client.cacert)),
+            pool=self.pool,
+        )
+        self._http = HTTPClient(BrowserLikeRedirectAgent(agent, redirectLimit=MAX_REDIRECTS))
+
+    def fetch(self, source: HTTPSource, progress: ProgressCallback | None) -> Deferred[Body]:
+        """GET C{source}; fires with the body and the declared charset."""
+        client = self._client
+        request: Deferred[Any] = self._http.get(
+            source.url, unbuffered=True, allow_redirects=False
+        )
+        if client.idle_timeout is not None:
+            request.addTimeout(client.idle_timeout, client.reactor, _no_headers(source))
+        request.addErrback(_request_failed, source)
+
+        def got_response(response: IResponse) -> Deferred[Body]:
+            ok = 200 <= response.code < 300
+            body = HTTPBodyProtocol(
+                source.name,
+                client.reactor,
+                # An error page is read (so the connection can be reused) but
+                # never kept, and never allowed to grow without bound.
+                max_bytes=client.max_bytes if ok else ERROR_BODY_MAX_BYTES,
+                idle_timeout=client.idle_timeout,
+                progress=progress if ok else None,
+            )
+            finished = body.finished
+            assert finished is not None
+            response.deliverBody(body)
+            if ok:
+                charset = _charset(response)
+                return finished.addCallback(lambda data: (data, charset))
+            status = f"HTTP {response.code} {response.phrase.decode('latin-1')}".rstrip()
+            error = PoetryError(source.name, "http-status", status)
+            return finished.addBoth(lambda _: Failure(error))
+
+        return request.addCallback(got_response)
+
+    def close(self) -> Deferred[None]:
+        """Close the pool's idle persistent connections."""
+        return self.pool.closeCachedConnections()  # type: ignore[no-any-return]
+
+
+def _charset(response: IResponse) -> str | None:
+    values = response.headers.getRawHeaders(b"content-type")
+    if not values:
+        return None
+    message = Message()
+    message["content-type"] = values[-1].decode("latin-1")
+    charset = message.get_content_charset()
+    return charset or None
+
+
+def _no_headers(source: HTTPSource) -> Any:
+    def convert(result: object, timeout: float) -> Failure:
+        return Failure(
+            PoetryError(
+                source.name, "timeout", f"no response within {timeout:g} s (idle timeout)"
+            )
+        )
+
+    return convert
+
+
+def _request_failed(failure: Failure, source: HTTPSource) -> Failure:
+    if failure.check(PoetryError):
+        return failure
+    if failure.check(CancelledError):
+        return Failure(PoetryError(source.name, "cancelled", "cancelled before the response"))
+    if failure.check(InfiniteRedirection):
+        return Failure(
+            PoetryError(source.name, "http-status", f"more than {MAX_REDIRECTS} redirects")
+        )
+    causes = [failure, *getattr(failure.value, "reasons", [])]
+    for cause in causes:
+        reason = tls_reason(cause)
+        if reason is not None:
+            return Failure(PoetryError(source.name, "tls", reason))
+    for cause in causes:
+        if cause.check(ConnectError):
+            return Failure(connect_error(source.name, cause))
+    inner = "; ".join(describe(c) for c in causes[1:]) or describe(failure)
+    return Failure(
+        PoetryError(source.name, "incomplete", f"connection lost before the response ({inner})")
+    )

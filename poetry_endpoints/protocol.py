@@ -1,0 +1,141 @@
+"""The poetry protocol: read until the server closes the connection cleanly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+
+from .errors import PoetryError
+from .reasons import lost_error
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of bytes received so far, after each read."""
+
+
+class PoetryProtocol(Protocol):
+    """
+    Receives one poem over one connection.
+
+    Each instance owns C{finished}, the Deferred of its own connection: it
+    fires exactly once, with the poem's bytes on a clean close, or with a
+    `PoetryError` (``incomplete``, ``too-large``, ``timeout``, ``tls``,
+    ``cancelled``).  Once it has fired the protocol lets go of it and of the
+    received data, so a finished protocol holds no poem in memory.
+
+    Cancelling C{finished} aborts the connection.
+
+    @ivar received: bytes received so far.
+    """
+
+    finished: Deferred[bytes] | None
+
+    def __init__(
+        self,
+        source: str,
+        clock: IReactorTime,
+        *,
+        max_bytes: int | None = 16 * 1024 * 1024,
+        idle_timeout: float | None = 60.0,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.source = source
+        self.received = 0
+        self.finished = Deferred(self._cancel)
+        self._clock = clock
+        self._max_bytes = max_bytes
+        self._idle_timeout = idle_timeout
+        self._progress = progress
+        # Chunks are joined once at the end: appending to one bytes object
+        # (the classic `poem += data`) copies the whole poem on every read.
+        self._chunks: list[bytes] = []
+        self._idle_call: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        if self._idle_timeout is not None and self.finished is not None:
+            self._idle_call = self._clock.callLater(self._idle_timeout, self._idled)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.finished is None:
+            return  # already failed and aborting; late bytes are not part of a poem
+        self.received += len(data)
+        if self._max_bytes is not None and self.received > self._max_bytes:
+            self.abort(
+                PoetryError(
+                    self.source,
+                    "too-large",
+                    f"poem exceeds the cap of {self._max_bytes} bytes "
+                    f"({self.received} received); connection aborted",
+                )
+            )
+            return
+        self._chunks.append(data)
+        if self._idle_call is not None:
+            self._idle_call.reset(self._idle_timeout)  # type: ignore[arg-type]
+        if self._progress is not None:
+            self._progress(self.received)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.is_clean_close(reason):
+            chunks, self._chunks = self._chunks, []
+            self._finish(b"".join(chunks))
+        else:
+            self._finish(Failure(lost_error(self.source, reason, self.received)))
+
+    def abort(self, error: PoetryError) -> None:
+        """
+        Fail C{finished} with C{error} now and abort the connection (RST).
+
+        Does nothing if C{finished} has already fired.
+        """
+        if self.finished is None:
+            return
+        self._finish(Failure(error))
+        if self.transport is not None:
+            self.abort_transport()
+
+    def is_clean_close(self, reason: Failure) -> bool:
+        """Whether C{reason} ends the poem whole: only a clean TCP close does."""
+        return reason.check(ConnectionDone) is not None
+
+    def abort_transport(self) -> None:
+        """Cut the connection at once (RST), without waiting for buffers."""
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _idled(self) -> None:
+        self._idle_call = None
+        self.abort(
+            PoetryError(
+                self.source,
+                "timeout",
+                f"no data for {self._idle_timeout:g} s (idle timeout) "
+                f"after {self.received} bytes; connection aborted",
+            )
+        )
+
+    def _cancel(self, finished: Deferred[bytes]) -> None:
+        self.abort(
+            PoetryError(
+                self.source,
+                "cancelled",
+                f"cancelled after {self.received} bytes; connection aborted",
+            )
+        )
+
+    def _finish(self, result: bytes | Failure) -> None:
+        if self._idle_call is not None:
+            if self._idle_call.active():
+                self._idle_call.cancel()
+            self._idle_call = None
+        finished, self.finished = self.finished, None
+        self._chunks = []
+        if finished is None:
+            return
+        if isinstance(result, Failure):
+            finished.errback(result)
+        else:
+            finished.callback(result)

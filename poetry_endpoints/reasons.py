@@ -1,0 +1,63 @@
+"""Translate Twisted's failures into `PoetryError` kinds and one-line reasons."""
+
+from __future__ import annotations
+
+from OpenSSL import SSL
+from twisted.internet import error
+from twisted.python.failure import Failure
+
+from .errors import PoetryError
+
+
+def tls_reason(failure: Failure) -> str | None:
+    """The reason a TLS handshake or verification failed, or None if it is not TLS."""
+    if not failure.check(SSL.Error):
+        return None
+    args = getattr(failure.value, "args", ())
+    details = args[0] if args else []
+    if isinstance(details, list) and details:
+        parts = [str(item[-1]) for item in details if isinstance(item, tuple) and item]
+        if parts:
+            return "TLS failed: " + "; ".join(parts)
+    return f"TLS failed: {failure.value}"
+
+
+def describe(failure: Failure) -> str:
+    """A short human description of a Twisted failure, without the class clutter."""
+    value = failure.value
+    text = str(value).strip()
+    if isinstance(value, error.ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(value, error.DNSLookupError):
+        return f"name did not resolve ({text})" if text else "name did not resolve"
+    if isinstance(value, error.TimeoutError):
+        return "connection attempt timed out"
+    if isinstance(value, error.NoRouteError):
+        return "no route to host"
+    if isinstance(value, FileNotFoundError) or "No such file" in text:
+        return "no such socket file"
+    for noise in ("An error occurred while connecting: ", "Connection was refused by other side: "):
+        text = text.replace(noise, "")
+    return text.rstrip(".") or type(value).__name__
+
+
+def connect_error(source: str, failure: Failure) -> PoetryError:
+    """The error for a connection attempt that never produced a connection."""
+    if isinstance(failure.value, PoetryError):
+        return failure.value
+    reason = tls_reason(failure)
+    if reason is not None:
+        return PoetryError(source, "tls", reason)
+    return PoetryError(source, "connect-failed", f"could not connect: {describe(failure)}")
+
+
+def lost_error(source: str, failure: Failure, received: int) -> PoetryError:
+    """The error for a connection that ended other than by a clean close."""
+    reason = tls_reason(failure)
+    if reason is not None:
+        return PoetryError(source, "tls", reason)
+    return PoetryError(
+        source,
+        "incomplete",
+        f"connection lost after {received} bytes ({describe(failure)}); poem incomplete",
+    )

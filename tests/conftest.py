@@ -1,0 +1,25 @@
+"""Shared test set-up: the loopback-only network guard, and an environment for subprocesses."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+NETGUARD = Path(__file__).parent / "netguard"
+
+_spec = importlib.util.spec_from_file_location("_netguard", NETGUARD / "sitecustomize.py")
+assert _spec is not None and _spec.loader is not None
+netguard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(netguard)  # installs the guard in the pytest process
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """An environment for CLI subprocesses: the same guard, no colours, UTF-8."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), env.get("PYTHONPATH")]))
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.pop("FORCE_COLOR", None)
+    env["NO_COLOR"] = "1"
+    env.update(extra)
+    return env
