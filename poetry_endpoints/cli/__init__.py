@@ -12,14 +12,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import demo, get, serve
+from . import demo, get, proxy, serve
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-COMMANDS = {"get": get, "serve": serve, "demo": demo}
+COMMANDS = {"get": get, "serve": serve, "demo": demo, "proxy": proxy}
 
 
 def build_parser() -> argparse.ArgumentParser:
