@@ -26,7 +26,11 @@ def test_connecting_off_loopback_is_refused() -> None:
 
 
 def test_subprocesses_get_the_guard_too() -> None:
-    code = "import socket\ntry:\n socket.getaddrinfo('poetry.example', 1)\nexcept socket.gaierror:\n print('guarded')"
+    code = (
+        "import socket\n"
+        "try:\n socket.getaddrinfo('poetry.example', 1)\n"
+        "except socket.gaierror:\n print('guarded')"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True
     )

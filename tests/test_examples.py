@@ -1,0 +1,113 @@
+"""The scripts in examples/ run, as a user would run them, and print poems."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import subprocess_env
+from poetry_endpoints.server import bundled_poems
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+POEMS = {poem.name: poem.data.decode("utf-8") for poem in bundled_poems()}
+
+
+def run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / args[0]), *args[1:]],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("script", "poem_names"),
+    [
+        ("deferred_style.py", ["cafe", "endpoints"]),
+        ("async_style.py", ["haiku", "loopback"]),
+        ("asyncio_embedding.py", ["reactor"]),
+    ],
+)
+def test_self_contained_examples_print_their_poems(script: str, poem_names: list[str]) -> None:
+    result = run_example(script)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for name in poem_names:
+        assert POEMS[name].strip() in result.stdout
+
+
+def test_examples_report_a_refused_source_by_name() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago, now closed: refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for script in ("deferred_style.py", "async_style.py", "asyncio_embedding.py"):
+        result = run_example(script, f"tcp:127.0.0.1:{port}")
+        assert f"tcp:127.0.0.1:{port}: could not connect" in result.stderr, script
+        assert "[connect-failed]" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_asyncio_example_really_runs_on_the_asyncio_reactor() -> None:
+    code = (
+        "import runpy, sys\n"
+        f"ns = runpy.run_path({str(EXAMPLES / 'asyncio_embedding.py')!r})\n"
+        "assert ns['main']([]) == 0\n"
+        "from twisted.internet import reactor\n"
+        "print(type(reactor).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "AsyncioSelectorReactor"
+
+
+@pytest.fixture
+def unix_poem_server(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
+    """A plain Unix-socket server (no reactor in the test process) that sends one poem per
+    connection and closes."""
+    poem = "Configured, not coded:\nthe source is a string —\nchange it, and listen.\n".encode()
+    path = tmp_path / "poetry.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen()
+    server.settimeout(30)
+
+    def serve() -> None:
+        try:
+            connection, _ = server.accept()
+        except OSError:
+            return
+        with connection:
+            connection.sendall(poem)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"unix:{path}", poem
+    server.close()
+    thread.join(5)
+
+
+def test_service_reads_its_upstream_from_configuration(
+    tmp_path: Path, unix_poem_server: tuple[str, bytes]
+) -> None:
+    source, poem = unix_poem_server
+    config = tmp_path / "poetry.ini"
+    config.write_text(f"[poetry]\nsource = {source}\ninterval = 5\ntimeout = 10\n")
+    result = run_example("service_from_config.py", str(config), "--once")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == poem.decode()
