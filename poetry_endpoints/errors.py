@@ -37,7 +37,16 @@ class PoetryError(Exception):
         self.reason: str = " ".join(reason.split())
 
     def __str__(self) -> str:
-        return f"{self.source}: {self.reason}"
+        return f"{_one_line(self.source)}: {self.reason}"
 
     def __repr__(self) -> str:
         return f"PoetryError(source={self.source!r}, kind={self.kind!r}, reason={self.reason!r})"
+
+
+def _one_line(text: str) -> str:
+    """C{text} with every unprintable character (newlines included) escaped."""
+    # A source is whatever the user typed; a newline in it must not split
+    # the one-line message.
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -144,7 +144,7 @@ def _from_description(reactor: Any, source: str, text: str) -> IStreamClientEndp
         if "port" not in fields:
             raise invalid(source, f"{kind}: needs a port")
         _check_port(source, fields["port"])
-    elif kind == "unix" and not (args[1:2] or kwargs.get("path")):
+    elif kind == "unix" and not (any(args[1:2]) or kwargs.get("path")):
         raise invalid(source, "unix: needs a socket path")
     try:
         endpoint = clientFromString(reactor, text)
@@ -154,7 +154,9 @@ def _from_description(reactor: Any, source: str, text: str) -> IStreamClientEndp
 
 
 def _check_port(source: str, port: str) -> int:
-    if not port.isdigit():
+    # str.isdigit() is also true of "²" and of non-ASCII digits, which int()
+    # rejects or silently maps to another port.
+    if not (port.isascii() and port.isdigit()):
         raise invalid(source, f"port {port!r} is not a number")
     number = int(port)
     if not 1 <= number <= 65535:
@@ -163,7 +165,7 @@ def _check_port(source: str, port: str) -> int:
 
 
 def _from_shorthand(reactor: Any, source: str, text: str) -> IStreamClientEndpoint:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return HostnameEndpoint(reactor, "localhost", _check_port(source, text))
     match = _BRACKETED.fullmatch(text) or _PLAIN.fullmatch(text)
     if match is None:
@@ -187,9 +189,14 @@ def _host_endpoint(
     except ValueError:
         if bracketed:
             raise invalid(source, f"{host!r} in brackets is not an IPv6 address") from None
-        if not _HOSTNAME.fullmatch(host):
+        endpoint = HostnameEndpoint(reactor, host, port)
+        # HostnameEndpoint accepts a name IDNA rejects ("a_b", "Ⅸ") and only
+        # fails when connecting; SPEC §4 wants every source checked up front.
+        if not _HOSTNAME.fullmatch(host) or getattr(endpoint, "_badHostname", False):
             raise invalid(source, f"{host!r} is not a valid host name") from None
-        return HostnameEndpoint(reactor, host, port)
+        return endpoint
     if address.version == 6:
         return TCP6ClientEndpoint(reactor, host, port)
+    if bracketed:
+        raise invalid(source, f"{host!r} in brackets is not an IPv6 address")
     return TCP4ClientEndpoint(reactor, host, port)
