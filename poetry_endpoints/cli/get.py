@@ -1,17 +1,221 @@
-"""``poetry-endpoints get``: not yet written (see the issue that builds the command line)."""
+"""``poetry-endpoints get [OPTIONS] SOURCE...``: download poems (SPEC §4)."""
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import sys
+from pathlib import Path
 from typing import Any
+
+from ..client import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, PoetryClient
+from ..errors import PoetryError
+from ..sources import Source
+from . import runner
+from .fetch import PROG, Fetch, Presentation
+from .output import DirectoryOutput, one_line
+from .sizes import SIZE_FORMS, parse_size
+
+EXIT_USAGE = 2
+DEFAULT_MAX_BYTES = "16M"
+
+DESCRIPTION = """\
+Download a poem from each SOURCE, all at once, and print them in the order
+given.  A SOURCE is an http(s):// URL, a Twisted client endpoint description
+(tcp:HOST:PORT, unix:PATH, tls:HOST:PORT, ...), HOST:PORT, [IPV6]:PORT or a
+bare PORT on localhost.  Every SOURCE is checked before anything connects.
+"""
+
+EPILOG = """\
+Each failure is one line on stderr: "poetry-endpoints: SOURCE: REASON [KIND]".
+Exit status: 0 every poem delivered, 1 at least one failed, 2 usage error or
+invalid source (nothing fetched), 130 interrupted.
+"""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be more than 0")
+    return value
+
+
+def _seconds_or_off(text: str) -> float | None:
+    if text.strip().lower() in {"0", "0.0", "none", "off"}:
+        return None
+    return _seconds(text)
+
+
+def _count(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _encoding(text: str) -> str:
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a known encoding") from None
+    return text
+
+
+def _pem_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a readable file")
+    return text
 
 
 def add_parser(commands: Any) -> None:
-    """Register the ``get`` subcommand."""
-    commands.add_parser("get", help="(not yet available)")
+    """Register the ``get`` subcommand and its options."""
+    parser = commands.add_parser(
+        "get",
+        help="download poems from endpoints and URLs",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="where to get a poem")
+    parser.add_argument(
+        "-t",
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="limit on each whole attempt, connecting included (default: none)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=_seconds_or_off,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"limit on silence between reads; 0 for none (default: {DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=_size,
+        default=DEFAULT_MAX_BYTES,
+        metavar="SIZE",
+        help=f"largest poem accepted: {SIZE_FORMS} (default: {DEFAULT_MAX_BYTES})",
+    )
+    parser.add_argument(
+        "-c",
+        "--concurrency",
+        type=_count(1),
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"connections open at once (default: {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_count(0),
+        default=0,
+        metavar="N",
+        help="retries after connect-failed or incomplete, with exponential backoff (default: 0)",
+    )
+    parser.add_argument(
+        "--as-completed",
+        action="store_true",
+        help="print each poem as soon as it is whole, not in argument order",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON Lines on stdout, one object per source",
+    )
+    where.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="DIR",
+        help="write each poem to a file of its own in DIR (created if missing)",
+    )
+    parser.add_argument(
+        "--encoding",
+        type=_encoding,
+        metavar="NAME",
+        help="decode poems with this codec (default: UTF-8, or the charset an HTTP server sends)",
+    )
+    parser.add_argument(
+        "--errors",
+        choices=("strict", "replace"),
+        default="strict",
+        help="what to do with bytes that do not decode (default: strict, a decode failure)",
+    )
+    parser.add_argument(
+        "--cacert",
+        type=_pem_file,
+        metavar="PEM",
+        help="also trust this CA for tls: and https: sources",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress display, no summary"
+    )
+
+
+def _usage_error(message: str) -> int:
+    sys.stderr.write(one_line(f"{PROG} get: {message}") + "\n")
+    sys.stderr.flush()
+    return EXIT_USAGE
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not yet available."""
-    print("poetry-endpoints get: not yet available", flush=True)
-    return 2
+    """Check every source, then fetch them all; return the exit status."""
+    from twisted.internet import reactor
+
+    client = PoetryClient(
+        reactor,
+        timeout=args.timeout,
+        idle_timeout=args.idle_timeout,
+        max_bytes=args.max_bytes,
+        encoding=args.encoding,
+        errors=args.errors,
+        concurrency=args.concurrency,
+        retries=args.retries,
+        cacert=args.cacert,
+    )
+    sources: list[Source] = []
+    invalid = 0
+    for text in args.sources:
+        try:
+            sources.append(client.parse(text))
+        except PoetryError as e:
+            invalid += 1
+            _usage_error(f"invalid source {e}")
+    if invalid:
+        return EXIT_USAGE
+
+    output_dir = None
+    if args.output_dir is not None:
+        try:
+            output_dir = DirectoryOutput.prepare(args.output_dir)
+        except OSError as e:
+            return _usage_error(f"cannot write to --output-dir {args.output_dir}: {e}")
+
+    presentation = Presentation(
+        json=args.json,
+        output_dir=output_dir,
+        as_completed=args.as_completed,
+        quiet=args.quiet,
+    )
+
+    async def fetch(reactor: Any, interruption: runner.Interruption) -> int:
+        return await Fetch(reactor, client, sources, presentation, interruption).run()
+
+    return runner.run(fetch, reactor=reactor)

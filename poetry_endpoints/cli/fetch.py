@@ -1,0 +1,237 @@
+"""
+The machinery shared by ``get`` and ``demo``: download many sources at once,
+show their progress, and hand each outcome to an `Output` in argument order
+or as it completes, reporting each failure as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
+
+from rich import filesize
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.python.failure import Failure
+
+from ..client import PoetryClient
+from ..errors import PoetryError
+from ..poem import Poem
+from ..sources import Source
+from .output import (
+    DirectoryOutput,
+    JSONOutput,
+    Output,
+    TextOutput,
+    failure_line,
+    one_line,
+)
+from .progress import Display, NoDisplay, RichDisplay, Tracker
+from .runner import Interruption
+
+PROG = "poetry-endpoints"
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+Outcome = Poem | PoetryError
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How outcomes are shown: the output options of SPEC §4."""
+
+    json: bool = False
+    output_dir: Path | None = None
+    as_completed: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class Streams:
+    """Where the command writes; the process's own streams unless a test says otherwise."""
+
+    stdout: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def stdout_is_terminal(self) -> bool:
+        return self.stdout.isatty()
+
+    def stderr_is_terminal(self) -> bool:
+        return self.stderr.isatty()
+
+
+def make_output(presentation: Presentation, sources: Sequence[str], streams: Streams) -> Output:
+    """The `Output` for C{presentation}."""
+    if presentation.output_dir is not None:
+        return DirectoryOutput(presentation.output_dir, sources)
+    if presentation.json:
+        return JSONOutput(streams.stdout)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return TextOutput(streams.stdout, terminal=streams.stdout_is_terminal(), encoding=encoding)
+
+
+def make_display(reactor: Any, presentation: Presentation, streams: Streams) -> Display:
+    """Live progress if stderr is a terminal and not C{quiet}; otherwise nothing."""
+    if presentation.quiet or not streams.stderr_is_terminal():
+        return NoDisplay()
+    return RichDisplay(reactor, streams.stderr)
+
+
+class Fetch:
+    """One run of many downloads, from start to exit status."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        client: PoetryClient,
+        sources: Sequence[Source],
+        presentation: Presentation,
+        interruption: Interruption,
+        streams: Streams | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.client = client
+        self.sources = list(sources)
+        self.presentation = presentation
+        self.interruption = interruption
+        self.streams = streams or Streams()
+        self.output = make_output(presentation, [s.name for s in self.sources], self.streams)
+        self.display = make_display(reactor, presentation, self.streams)
+        # Files are independent of each other, so they are written as soon as they can be.
+        self.in_order = not (presentation.as_completed or presentation.output_dir is not None)
+        self._pending: dict[int, Outcome | None] = {}
+        self._next = 0
+        self._downloads: list[Deferred[Any]] = []
+        self._stdout_closed = False
+        self.delivered = 0
+        self.failed = 0
+        self.bytes = 0
+
+    async def run(self) -> int:
+        """Download everything, show it, and return the exit status (0 or 1)."""
+        if isinstance(self.output, DirectoryOutput):
+            self.interruption.on_forced_exit(self.output.remove_temporary)
+        self.interruption.on_interrupt(self._cancel_all)
+        started = self.reactor.seconds()
+        self.display.start()
+        try:
+            for index, source in enumerate(self.sources):
+                tracker = self.display.track(source.name)
+                download = self.client.get(source, progress=tracker.received)
+                download.addCallbacks(
+                    self._succeeded,
+                    self._failed,
+                    callbackArgs=(index, tracker),
+                    errbackArgs=(index, tracker),
+                )
+                self._downloads.append(download)
+            await DeferredList(self._downloads, consumeErrors=True)
+        finally:
+            self.display.stop()
+        self._summarise(self.reactor.seconds() - started)
+        if self.failed or self.delivered < len(self.sources):
+            return EXIT_FAILED
+        return EXIT_OK
+
+    def _cancel_all(self) -> None:
+        for download in self._downloads:
+            download.cancel()
+
+    def _succeeded(self, poem: Poem, index: int, tracker: Tracker) -> None:
+        tracker.succeeded(len(poem.data))
+        self._arrived(index, poem)
+
+    def _failed(self, failure: Failure, index: int, tracker: Tracker) -> None:
+        if not failure.check(PoetryError):
+            failure.printTraceback(file=self.streams.stderr)  # a bug, not a failed source
+            self.failed += 1
+            self._arrived(index, None)
+            return
+        error: PoetryError = failure.value  # type: ignore[assignment]
+        tracker.failed(error.kind)
+        self._arrived(index, error)
+
+    def _arrived(self, index: int, outcome: Outcome | None) -> None:
+        if self.interruption.interrupted or self._stdout_closed:
+            return
+        if not self.in_order:
+            self._show(index, outcome)
+            return
+        self._pending[index] = outcome
+        while self._next in self._pending and not self._stdout_closed:
+            self._show(self._next, self._pending.pop(self._next))
+            self._next += 1
+
+    def _show(self, index: int, outcome: Outcome | None) -> None:
+        if outcome is None:
+            return  # already reported with its traceback
+        try:
+            if isinstance(outcome, Poem):
+                self._deliver(index, outcome)
+            else:
+                self.failed += 1
+                self.output.failure(index, outcome)
+                self._complain(failure_line(outcome, PROG))
+        except BrokenPipeError:
+            self._close_stdout()
+
+    def _deliver(self, index: int, poem: Poem) -> None:
+        terminal = self.streams.stdout_is_terminal() and self.presentation.output_dir is None
+        try:
+            if terminal:
+                with self.display.suspended():
+                    self.output.poem(index, poem)
+            else:
+                self.output.poem(index, poem)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            if self.presentation.output_dir is None:
+                raise
+            self.failed += 1
+            self._complain(
+                one_line(f"{PROG}: {poem.source}: could not write the poem: {e} [write-failed]")
+            )
+            return
+        self.delivered += 1
+        self.bytes += len(poem.data)
+
+    def _complain(self, line: str) -> None:
+        with self.display.suspended():
+            self.streams.stderr.write(line + "\n")
+            self.streams.stderr.flush()
+
+    def _close_stdout(self) -> None:
+        # The reader went away (`get ... | head`): stop quietly, and point
+        # stdout at /dev/null so that flushing it at exit cannot fail again.
+        self._stdout_closed = True
+        self._cancel_all()
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.streams.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+    def _summarise(self, elapsed: float) -> None:
+        if self.presentation.quiet or not self.streams.stderr_is_terminal():
+            return
+        total = len(self.sources)
+        size = filesize.decimal(self.bytes)
+        if self.interruption.interrupted:
+            line = f"interrupted: {self.delivered} of {total} poems delivered ({size})"
+        elif self.delivered == total:
+            line = f"{total} poem{'s' * (total != 1)} ({size}) in {elapsed:.1f} s"
+        else:
+            line = (
+                f"{self.delivered} of {total} poems delivered ({size}), "
+                f"{total - self.delivered} failed, in {elapsed:.1f} s"
+            )
+        where = self.presentation.output_dir
+        if where is not None and self.delivered:
+            line += f", written to {where}"
+        self.streams.stderr.write(one_line(f"{PROG}: {line}") + "\n")
+        self.streams.stderr.flush()

@@ -1,0 +1,213 @@
+"""
+Where poems go: text or JSON Lines on stdout, or one file each in a directory.
+
+Also the two defences of the terminal: control characters made visible, and
+file names that cannot escape the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from ..errors import PoetryError
+from ..poem import Poem
+
+# C0 controls, DEL and C1 controls.  Newline and tab are kept where text is multi-line.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROLS_BUT_LAYOUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# json.dumps(ensure_ascii=False) escapes C0 itself but lets DEL and C1 through.
+_JSON_UNESCAPED = re.compile("[\x7f-\x9f]")
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 100
+
+
+def _visible(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def escape_for_terminal(text: str) -> str:
+    """C{text} with every control character but newline and tab shown as ``\\xNN``."""
+    return _CONTROLS_BUT_LAYOUT.sub(_visible, text)
+
+
+def one_line(text: str) -> str:
+    """C{text} with every control character, newlines included, shown as ``\\xNN``."""
+    return _CONTROLS.sub(_visible, text)
+
+
+def failure_line(error: PoetryError, prog: str = "poetry-endpoints") -> str:
+    """
+    The line reporting a failed source: ``PROG: SOURCE: REASON [KIND]``.
+
+    Always one line and free of control characters, whatever a server sent.
+    """
+    return one_line(f"{prog}: {error} [{error.kind}]")
+
+
+def json_line(record: dict[str, object]) -> bytes:
+    """One JSON Lines record, UTF-8, with DEL and C1 controls escaped too."""
+    text = json.dumps(record, ensure_ascii=False)
+    return (_JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n").encode()
+
+
+def poem_record(poem: Poem) -> dict[str, object]:
+    """The JSON Lines object for a delivered poem (SPEC §4)."""
+    return {
+        "source": poem.source,
+        "ok": True,
+        "poem": poem.text,
+        "bytes": len(poem.data),
+        "elapsed": round(poem.elapsed, 6),
+    }
+
+
+def failure_record(error: PoetryError) -> dict[str, object]:
+    """The JSON Lines object for a failed source (SPEC §4)."""
+    return {"source": error.source, "ok": False, "kind": error.kind, "message": str(error)}
+
+
+def safe_file_name(source: str) -> str:
+    """
+    A file name made from C{source}: only ``A-Z a-z 0-9 . _ -``, no leading
+    dot or dash, at most 100 characters before ``.txt``.
+    """
+    stem = _UNSAFE_NAME_CHARS.sub("_", source).strip("_").lstrip(".-")
+    stem = stem[:_MAX_NAME].rstrip("._-") or "poem"
+    return f"{stem}.txt"
+
+
+def file_names(sources: Sequence[str]) -> list[str]:
+    """
+    One safe file name per source, unique even where sources repeat or differ
+    only in unsafe characters or case (``NAME-2.txt``, ``NAME-3.txt``...).
+    """
+    taken: set[str] = set()
+    names = []
+    for source in sources:
+        name = safe_file_name(source)
+        stem = name.removesuffix(".txt")
+        turn = 1
+        while name.casefold() in taken:
+            turn += 1
+            name = f"{stem}-{turn}.txt"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
+class Output(Protocol):
+    """Receives each source's outcome, in the order they are to be shown."""
+
+    def poem(self, index: int, poem: Poem) -> None:
+        """Deliver the poem of source number C{index}; may raise C{OSError}."""
+
+    def failure(self, index: int, error: PoetryError) -> None:
+        """Record that source number C{index} failed (stderr is not its business)."""
+
+
+class TextOutput:
+    """
+    Poems on stdout, each ending with a newline.
+
+    On a terminal the decoded text is written with controls made visible;
+    anywhere else the bytes go through exactly as received.
+    """
+
+    def __init__(self, stream: BinaryIO, *, terminal: bool, encoding: str = "utf-8") -> None:
+        self.stream = stream
+        self.terminal = terminal
+        self.encoding = encoding
+
+    def poem(self, index: int, poem: Poem) -> None:
+        if self.terminal:
+            text = escape_for_terminal(poem.text)
+            data = text.encode(self.encoding, "replace")
+        else:
+            data = poem.data
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        self.stream.write(data)
+        self.stream.flush()
+
+    def failure(self, index: int, error: PoetryError) -> None:
+        pass
+
+
+class JSONOutput:
+    """One JSON Lines object per source on stdout."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def poem(self, index: int, poem: Poem) -> None:
+        self.stream.write(json_line(poem_record(poem)))
+        self.stream.flush()
+
+    def failure(self, index: int, error: PoetryError) -> None:
+        self.stream.write(json_line(failure_record(error)))
+        self.stream.flush()
+
+
+class DirectoryOutput:
+    """
+    One file per poem in C{directory}, named by L{file_names}.
+
+    Each file is written under a temporary dot-name in the same directory and
+    renamed into place once complete, so a reader never sees a partial poem
+    and an interrupted run leaves no temporary file behind.
+    """
+
+    def __init__(self, directory: Path, sources: Sequence[str]) -> None:
+        self.directory = directory
+        self.names = file_names(sources)
+        self.written: list[Path] = []
+        self._pending: set[str] = set()
+        umask = os.umask(0o022)
+        os.umask(umask)
+        self._mode = 0o666 & ~umask
+
+    @staticmethod
+    def prepare(directory: str) -> Path:
+        """Create C{directory} if needed; raises C{OSError} if it cannot be used."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"{directory}: not writable")
+        return path
+
+    def poem(self, index: int, poem: Poem) -> None:
+        target = self.directory / self.names[index]
+        fd, temp = tempfile.mkstemp(prefix=".", suffix=".part", dir=self.directory)
+        self._pending.add(temp)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                os.fchmod(file.fileno(), self._mode)  # mkstemp makes it private
+                file.write(poem.data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(temp)
+            raise
+        finally:
+            self._pending.discard(temp)
+        self.written.append(target)
+
+    def failure(self, index: int, error: PoetryError) -> None:
+        pass
+
+    def remove_temporary(self) -> None:
+        """Delete any temporary file still in progress (for a forced exit)."""
+        for temp in list(self._pending):
+            with suppress(OSError):
+                os.unlink(temp)
+        self._pending.clear()

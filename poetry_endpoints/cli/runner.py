@@ -1,0 +1,135 @@
+"""
+Running a command under the Twisted reactor, with Ctrl-C answered.
+
+A command is a coroutine function taking the reactor and an `Interruption`
+and returning an exit status.  `run` installs its own handlers for the given
+signals (a process started in the background by a shell begins with SIGINT
+ignored, and Python's default would print a ``KeyboardInterrupt`` traceback).
+The handler only schedules work on the reactor thread; the first signal calls
+the command's interrupt callbacks and cancels its Deferred, a second one
+exits at once.  An interrupted command exits with 128 + the signal number
+(130 for SIGINT) and prints no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from types import FrameType
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+Command = Callable[[Any, "Interruption"], Coroutine[Any, Any, int]]
+
+EXIT_FAILED = 1
+
+
+class Interruption:
+    """
+    Whether the run has been interrupted, and what to do when it is.
+
+    Everything here runs on the reactor thread, except L{force}.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._on_interrupt: list[Callable[[], object]] = []
+        self._on_force: list[Callable[[], object]] = []
+
+    @property
+    def interrupted(self) -> bool:
+        """True once a signal has been handled."""
+        return self.signal is not None
+
+    def on_interrupt(self, callback: Callable[[], object]) -> None:
+        """Call C{callback} (on the reactor thread) when the run is interrupted."""
+        self._on_interrupt.append(callback)
+
+    def on_forced_exit(self, callback: Callable[[], object]) -> None:
+        """
+        Call C{callback} just before a second signal ends the process.
+
+        It runs inside a signal handler, so it must only do what is safe at
+        any point of the program (removing a file is).
+        """
+        self._on_force.append(callback)
+
+    def interrupt(self, signum: int) -> None:
+        """Mark the run interrupted by C{signum} and run the interrupt callbacks once."""
+        if self.signal is not None:
+            return
+        self.signal = signum
+        callbacks, self._on_interrupt = self._on_interrupt, []
+        for callback in callbacks:
+            callback()
+
+    def force(self) -> None:
+        """Run the forced-exit callbacks."""
+        for callback in self._on_force:
+            try:
+                callback()
+            except Exception:  # exiting anyway, with nowhere to report it
+                pass
+
+
+def run(
+    command: Command,
+    *,
+    signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
+    reactor: Any = None,
+) -> int:
+    """
+    Run C{command} on the reactor until it finishes; return its exit status.
+
+    An unexpected exception (a bug) is printed with its traceback and gives
+    exit status 1, unless the run was interrupted.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    interruption = Interruption()
+    status = [EXIT_FAILED]
+    running: list[Deferred[int]] = []
+    signalled: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if signalled:
+            interruption.force()
+            os._exit(128 + signum)
+        signalled.append(signum)
+        reactor.callFromThread(interrupt, signum)
+
+    def interrupt(signum: int) -> None:
+        interruption.interrupt(signum)
+        for deferred in running:
+            deferred.cancel()
+
+    def start() -> None:
+        deferred = Deferred.fromCoroutine(command(reactor, interruption))
+        running.append(deferred)
+        deferred.addBoth(finish)
+
+    def finish(result: int | Failure) -> None:
+        running.clear()
+        if isinstance(result, Failure):
+            if not interruption.interrupted:
+                result.printTraceback(file=sys.stderr)
+        else:
+            status[0] = result
+        reactor.stop()
+
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
+    try:
+        reactor.callWhenRunning(start)
+        reactor.run(installSignalHandlers=False)
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+    if interruption.signal is not None:
+        return 128 + interruption.signal
+    return status[0]
