@@ -20,8 +20,10 @@ from twisted.internet.defer import (
     DeferredList,
     DeferredSemaphore,
     fail,
+    succeed,
 )
 from twisted.internet.endpoints import connectProtocol
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -31,6 +33,7 @@ from .poem import Poem
 from .protocol import PoetryProtocol, ProgressCallback
 from .reasons import connect_error
 from .sources import EndpointSource, HTTPSource, Source, parse_source
+from .tls import trust_root
 
 if TYPE_CHECKING:
     from .http import HTTPFetcher
@@ -96,6 +99,8 @@ class PoetryClient:
         if encoding is not None:
             codecs.lookup(encoding)  # LookupError now, not on the first poem
         codecs.lookup_error(errors)
+        if cacert is not None:
+            trust_root(cacert)  # OSError or ValueError now, not on the first TLS source
         self.reactor = reactor
         self.timeout = timeout
         self.idle_timeout = idle_timeout
@@ -113,7 +118,18 @@ class PoetryClient:
         """Parse C{source} now; raises `PoetryError` ``invalid-source``."""
         if isinstance(source, EndpointSource | HTTPSource):
             return source
-        return parse_source(self.reactor, source)
+        return parse_source(self.reactor, source, cacert=self.cacert)
+
+    def close(self) -> Deferred[None]:
+        """
+        Close the idle connections this client keeps for HTTP sources.
+
+        Fires when they are closed; the client stays usable.  Call it when
+        done, so no idle connection outlives the client in the reactor.
+        """
+        if self._http is None:
+            return succeed(None)
+        return self._http.close()
 
     def get(
         self, source: SourceLike, *, progress: ProgressCallback | None = None
@@ -193,12 +209,25 @@ class PoetryClient:
             # aborts the connection.
             return finished
 
+        cancelled = False
+
+        def cancel(_: Deferred[Any]) -> None:
+            # Endpoints report their own cancellation in different ways:
+            # ConnectingCancelledError (not a CancelledError), and, while
+            # HostnameEndpoint resolves, a DNSLookupError.  Only this flag
+            # tells a cancel from a real connection failure, which is retried.
+            nonlocal cancelled
+            cancelled = True
+            connecting.cancel()
+
         def not_connected(failure: Failure) -> Failure:
-            if failure.check(CancelledError):
+            if cancelled or failure.check(CancelledError, ConnectingCancelledError):
                 return Failure(_cancelled(source, "while connecting"))
             return Failure(connect_error(source.name, failure))
 
-        attempt: Deferred[Any] = connectProtocol(source.endpoint, protocol)
+        connecting: Deferred[Any] = connectProtocol(source.endpoint, protocol)
+        attempt: Deferred[Any] = Deferred(cancel)
+        connecting.chainDeferred(attempt)
         body: Deferred[bytes] = attempt.addCallbacks(connected, not_connected)
         return body.addCallback(_no_charset)
 
@@ -247,7 +276,12 @@ def get_poetry(
         errors=errors,
         cacert=cacert,
     )
-    return client.get(source)
+
+    def closed(result: Poem | Failure) -> Deferred[Poem]:
+        # A one-off leaves no idle HTTP connection behind in the reactor.
+        return client.close().addCallback(lambda _: result)
+
+    return client.get(source).addBoth(closed)
 
 
 def _check_positive(name: str, value: float | None) -> None:
