@@ -1,17 +1,110 @@
-"""``poetry-endpoints demo``: not yet written (see the issue that builds the command line)."""
+"""
+``poetry-endpoints demo``: the whole product in one command (SPEC §6).
+
+Starts slow poetry servers in this process, on a free loopback TCP port and
+on a Unix socket in a temporary directory, then fetches from all of them at
+once with the same machinery as ``get`` (progress included), prints the
+poems, and takes everything down again.  It needs no arguments, no stdin and
+no terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+
+from ..client import PoetryClient
+from ..server import PoemFile, PoetryServerFactory, bundled_poems
+from . import runner
+from .fetch import PROG, Fetch, Presentation
+
+#: Six bytes every 60 ms: the longest bundled poem (~300 bytes) takes about 3 s.
+DELAY = 0.06
+NUM_BYTES = 6
+#: Generous next to DELAY; a demo that stalls should fail, not hang.
+TIMEOUT = 20.0
+
+
+@dataclass
+class Listener:
+    """One running demo server: the sources that reach it, and how to stop it."""
+
+    kind: str
+    sources: list[str]
+    port: IListeningPort
+
+
+ListenerStarter = Callable[[Any, Sequence[PoemFile], Path, int], Awaitable[Listener]]
+
+
+async def start_tcp(reactor: Any, poems: Sequence[PoemFile], workdir: Path, count: int) -> Listener:
+    """A slow poetry server on a free loopback TCP port."""
+    factory = PoetryServerFactory(poems, reactor, delay=DELAY, num_bytes=NUM_BYTES)
+    port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory)
+    source = f"tcp:127.0.0.1:{port.getHost().port}"
+    return Listener("tcp", [source] * count, port)
+
+
+async def start_unix(
+    reactor: Any, poems: Sequence[PoemFile], workdir: Path, count: int
+) -> Listener:
+    """A slow poetry server on a Unix socket in C{workdir}."""
+    factory = PoetryServerFactory(poems, reactor, delay=DELAY, num_bytes=NUM_BYTES)
+    path = workdir / "poetry.sock"
+    port = await serverFromString(reactor, f"unix:{path}").listen(factory)
+    return Listener("unix", [f"unix:{path}"] * count, port)
+
+
+#: The kinds of server the demo starts; an HTTP one (``serve --http``) joins this list.
+LISTENERS: list[ListenerStarter] = [start_tcp, start_unix]
 
 
 def add_parser(commands: Any) -> None:
-    """Register the ``demo`` subcommand."""
-    commands.add_parser("demo", help="(not yet available)")
+    """Register the ``demo`` subcommand (it takes no arguments)."""
+    commands.add_parser(
+        "demo",
+        help="watch slow loopback servers deliver every bundled poem at once",
+        description=__doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else None,
+    )
+
+
+def _share(poems: Sequence[PoemFile], parts: int) -> list[list[PoemFile]]:
+    """Deal C{poems} out to C{parts} servers, every server getting at least one."""
+    return [list(poems[i::parts]) or list(poems[:1]) for i in range(parts)]
+
+
+async def demo(reactor: Any, interruption: runner.Interruption) -> int:
+    """Start the servers, fetch every poem from them, stop them; return the exit status."""
+    workdir = Path(tempfile.mkdtemp(prefix="poetry-demo-"))
+    listeners: list[Listener] = []
+    try:
+        for starter, share in zip(LISTENERS, _share(bundled_poems(), len(LISTENERS)), strict=True):
+            listeners.append(await starter(reactor, share, workdir, len(share)))
+        sources = [source for listener in listeners for source in listener.sources]
+        where = ", ".join(dict.fromkeys(sources))
+        sys.stderr.write(f"{PROG} demo: fetching {len(sources)} poems at once from {where}\n")
+        sys.stderr.flush()
+        client = PoetryClient(reactor, timeout=TIMEOUT)
+        parsed = [client.parse(source) for source in sources]
+        presentation = Presentation(headers=True)
+        return await Fetch(reactor, client, parsed, presentation, interruption).run()
+    finally:
+        for listener in listeners:
+            stopped = listener.port.stopListening()
+            if stopped is not None:
+                await stopped
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not yet available."""
-    print("poetry-endpoints demo: not yet available", flush=True)
-    return 2
+    """Run the demo under the reactor."""
+    return runner.run(demo)

@@ -47,6 +47,8 @@ class Presentation:
     output_dir: Path | None = None
     as_completed: bool = False
     quiet: bool = False
+    #: Put a ``==> SOURCE <==`` line before each poem, as ``head`` does for files.
+    headers: bool = False
 
 
 @dataclass
@@ -70,7 +72,12 @@ def make_output(presentation: Presentation, sources: Sequence[str], streams: Str
     if presentation.json:
         return JSONOutput(streams.stdout)
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    return TextOutput(streams.stdout, terminal=streams.stdout_is_terminal(), encoding=encoding)
+    return TextOutput(
+        streams.stdout,
+        terminal=streams.stdout_is_terminal(),
+        encoding=encoding,
+        headers=presentation.headers,
+    )
 
 
 def make_display(reactor: Any, presentation: Presentation, streams: Streams) -> Display:

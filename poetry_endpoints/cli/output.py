@@ -118,15 +118,31 @@ class TextOutput:
     Poems on stdout, each ending with a newline.
 
     On a terminal the decoded text is written with controls made visible;
-    anywhere else the bytes go through exactly as received.
+    anywhere else the bytes go through exactly as received.  With
+    C{headers}, each poem is preceded by a ``==> SOURCE <==`` line, and
+    poems after the first by an empty line.
     """
 
-    def __init__(self, stream: BinaryIO, *, terminal: bool, encoding: str = "utf-8") -> None:
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        terminal: bool,
+        encoding: str = "utf-8",
+        headers: bool = False,
+    ) -> None:
         self.stream = stream
         self.terminal = terminal
         self.encoding = encoding
+        self.headers = headers
+        self._shown = 0
 
     def poem(self, index: int, poem: Poem) -> None:
+        if self.headers:
+            blank = "\n" if self._shown else ""
+            header = f"{blank}==> {one_line(poem.source)} <==\n"
+            self.stream.write(header.encode(self.encoding, "replace"))
+        self._shown += 1
         if self.terminal:
             text = escape_for_terminal(poem.text)
             data = text.encode(self.encoding, "replace")

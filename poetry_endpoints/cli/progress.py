@@ -26,7 +26,6 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TransferSpeedColumn,
 )
 from rich.text import Text
 from twisted.internet.task import LoopingCall
@@ -100,6 +99,18 @@ class _BytesColumn(ProgressColumn):
         return Text(filesize.decimal(int(task.completed)), style="progress.download")
 
 
+class _RateColumn(ProgressColumn):
+    """Bytes per second: recent while receiving, the average once finished."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        if task.finished_time:
+            speed = task.completed / task.finished_time
+        if speed is None:
+            return Text("?", style="progress.data.speed")
+        return Text(f"{filesize.decimal(int(speed))}/s", style="progress.data.speed")
+
+
 class _RichTracker:
     def __init__(self, progress: Progress, task: TaskID) -> None:
         self.progress = progress
@@ -130,7 +141,7 @@ class RichDisplay:
             TextColumn("{task.description}", markup=False),
             BarColumn(bar_width=20),
             _BytesColumn(),
-            TransferSpeedColumn(),
+            _RateColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[state]}", markup=False),
             console=self.console,
