@@ -11,12 +11,11 @@ from twisted.internet.error import ConnectError
 from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
-    BrowserLikePolicyForHTTPS,
     BrowserLikeRedirectAgent,
     HTTPConnectionPool,
     ResponseDone,
 )
-from twisted.web.error import InfiniteRedirection
+from twisted.web.error import InfiniteRedirection, RedirectWithNoLocation
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IResponse
 
@@ -24,7 +23,7 @@ from .errors import PoetryError
 from .protocol import PoetryProtocol, ProgressCallback
 from .reasons import connect_error, describe, tls_reason
 from .sources import HTTPSource
-from .tls import trust_root
+from .tls import VerifyingPolicy, trust_root
 
 if TYPE_CHECKING:
     from .client import Body, PoetryClient
@@ -62,7 +61,7 @@ class HTTPFetcher:
         self.pool = HTTPConnectionPool(client.reactor, persistent=True)
         agent = Agent(
             client.reactor,
-            contextFactory=BrowserLikePolicyForHTTPS(trust_root(client.cacert)),
+            contextFactory=VerifyingPolicy(trust_root(client.cacert)),
             pool=self.pool,
         )
         self._http = HTTPClient(BrowserLikeRedirectAgent(agent, redirectLimit=MAX_REDIRECTS))
@@ -131,11 +130,17 @@ def _request_failed(failure: Failure, source: HTTPSource) -> Failure:
         return failure
     if failure.check(CancelledError):
         return Failure(PoetryError(source.name, "cancelled", "cancelled before the response"))
-    if failure.check(InfiniteRedirection):
-        return Failure(
-            PoetryError(source.name, "http-status", f"more than {MAX_REDIRECTS} redirects")
-        )
     causes = [failure, *getattr(failure.value, "reasons", [])]
+    for cause in causes:
+        if cause.check(InfiniteRedirection):
+            return Failure(
+                PoetryError(source.name, "http-status", f"more than {MAX_REDIRECTS} redirects")
+            )
+        if cause.check(RedirectWithNoLocation):
+            status = getattr(cause.value, "status", b"3xx").decode("latin-1")
+            return Failure(
+                PoetryError(source.name, "http-status", f"HTTP {status} redirect without Location")
+            )
     for cause in causes:
         reason = tls_reason(cause)
         if reason is not None:
