@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from OpenSSL import SSL
+from service_identity import CertificateError, VerificationError
 from twisted.internet import error
 from twisted.python.failure import Failure
 
@@ -11,6 +12,11 @@ from .errors import PoetryError
 
 def tls_reason(failure: Failure) -> str | None:
     """The reason a TLS handshake or verification failed, or None if it is not TLS."""
+    if failure.check(VerificationError):
+        names = [_mismatched(error) for error in getattr(failure.value, "errors", [])]
+        return f"TLS failed: the certificate is not valid for {', '.join(names) or 'this host'}"
+    if failure.check(CertificateError):
+        return f"TLS failed: the certificate cannot be checked ({failure.value})"
     if not failure.check(SSL.Error):
         return None
     args = getattr(failure.value, "args", ())
@@ -20,6 +26,17 @@ def tls_reason(failure: Failure) -> str | None:
         if parts:
             return "TLS failed: " + "; ".join(parts)
     return f"TLS failed: {failure.value}"
+
+
+def _mismatched(error: object) -> str:
+    identity = getattr(error, "mismatched_id", None)
+    for field in ("hostname", "ip"):
+        value = getattr(identity, field, None)
+        if isinstance(value, bytes):
+            return value.decode("ascii", "replace")
+        if value is not None:
+            return str(value)
+    return str(identity)
 
 
 def describe(failure: Failure) -> str:

@@ -35,6 +35,7 @@ from twisted.internet.interfaces import (
 from twisted.plugin import getPlugins
 
 from .errors import PoetryError
+from .tls import tls_description_endpoint
 
 ACCEPTED_FORMS = (
     "expected http(s)://URL, tcp:HOST:PORT, unix:PATH, tls:HOST:PORT, "
@@ -94,12 +95,16 @@ def describe_endpoint(endpoint: IStreamClientEndpoint) -> str:
     return kind
 
 
-def parse_source(reactor: Any, source: str | IStreamClientEndpoint) -> Source:
+def parse_source(
+    reactor: Any, source: str | IStreamClientEndpoint, *, cacert: str | None = None
+) -> Source:
     """
     Parse one source.
 
     @param reactor: the reactor the endpoint will connect with.
     @param source: a source string (SPEC §2) or an endpoint object.
+    @param cacert: a PEM file of CAs that C{tls:} sources trust as well as
+        the platform's.
     @raise PoetryError: kind ``invalid-source`` when C{source} is not one.
     """
     if not isinstance(source, str):
@@ -115,7 +120,7 @@ def parse_source(reactor: Any, source: str | IStreamClientEndpoint) -> Source:
     if scheme.lower() in ("http", "https"):
         return HTTPSource(source, _check_url(source, text))
     if colon and scheme.lower() in endpoint_types():
-        return EndpointSource(source, _from_description(reactor, source, text))
+        return EndpointSource(source, _from_description(reactor, source, text, cacert))
     return EndpointSource(source, _from_shorthand(reactor, source, text))
 
 
@@ -131,7 +136,9 @@ def _check_url(source: str, text: str) -> str:
     return text
 
 
-def _from_description(reactor: Any, source: str, text: str) -> IStreamClientEndpoint:
+def _from_description(
+    reactor: Any, source: str, text: str, cacert: str | None
+) -> IStreamClientEndpoint:
     try:
         args, kwargs = _parse(text)
     except Exception as e:  # the tokenizer rejects some escapes
@@ -147,10 +154,14 @@ def _from_description(reactor: Any, source: str, text: str) -> IStreamClientEndp
     elif kind == "unix" and not (any(args[1:2]) or kwargs.get("path")):
         raise invalid(source, "unix: needs a socket path")
     try:
-        endpoint = clientFromString(reactor, text)
+        if kind == "tls":
+            # Ours verifies like Twisted's, but fails closed and takes cacert.
+            endpoint = tls_description_endpoint(reactor, text, cacert)
+        else:
+            endpoint = clientFromString(reactor, text)
     except Exception as e:  # TypeError, ValueError, KeyError… from parsers and plugins
         raise invalid(source, f"cannot parse {kind}: endpoint ({e})") from None
-    return endpoint  # type: ignore[no-any-return]
+    return endpoint
 
 
 def _check_port(source: str, port: str) -> int:
