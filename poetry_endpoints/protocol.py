@@ -81,8 +81,11 @@ class PoetryProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.is_clean_close(reason):
-            chunks, self._chunks = self._chunks, []
-            self._finish(b"".join(chunks))
+            data = b"".join(self._chunks)
+            # Let go of the chunks before firing: the callbacks decode the
+            # poem, and chunks + bytes + text would be three copies at once.
+            self._chunks = []
+            self._finish(data)
         else:
             self._finish(Failure(lost_error(self.source, reason, self.received)))
 

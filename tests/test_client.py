@@ -7,6 +7,7 @@ network by building the protocol from the recorded factory and attaching a
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -683,3 +684,27 @@ def test_timeout_while_resolving() -> None:
     net.reactor.advance(100)
     assert net.attempts == 0
     assert net.idle()
+
+
+# --- memory: a poem is held at most twice (bytes and text) --------------------------------
+
+
+def test_peak_memory_while_finishing_a_poem_stays_below_two_and_a_half_poems() -> None:
+    size = 16 << 20
+    net = Net(max_bytes=size)
+    result = net.get(source())
+    net.accept(0)
+    piece = b"v" * 4096
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(size // len(piece)):
+            net.send(0, piece[:-1] + b"w")  # a fresh object per read, as from recv
+        net.close(0)  # join, decode, Poem: the moment the copies could pile up
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    poem = result.poem
+    assert len(poem.data) == len(poem.text) == size
+    assert peak < 2.5 * size, f"peak {peak / size:.2f} x the poem"
+    result.results.clear()
