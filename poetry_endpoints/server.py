@@ -2,7 +2,8 @@
 The companion poetry server: one poem per connection, then a clean close.
 
 With a delay it is the tutorial's *slow* poetry server, writing a few bytes
-at a time so that clients can be watched working concurrently.
+at a time so that clients can be watched working concurrently.  The
+misbehaving variants used to test clients live in `poetry_endpoints.faults`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from itertools import cycle
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
@@ -50,38 +52,75 @@ def load_poems(paths: Sequence[str]) -> list[PoemFile]:
     return [PoemFile(Path(p).stem, Path(p).read_bytes()) for p in paths]
 
 
+def describe_peer(address: object) -> str:
+    """A short text for a connection's peer address, for log lines."""
+    if isinstance(address, IPv6Address):
+        return f"[{address.host}]:{address.port}"
+    if isinstance(address, IPv4Address):
+        return f"{address.host}:{address.port}"
+    if isinstance(address, UNIXAddress):
+        # The connecting end of a Unix socket is normally unnamed.
+        name = address.name
+        text = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+        return f"unix:{text}" if text else "a unix socket client"
+    return str(address)
+
+
 class PoetryServerProtocol(Protocol):
-    """Sends one poem, all at once or C{num_bytes} every C{delay} seconds."""
+    """
+    Sends one poem, all at once or C{num_bytes} every C{delay} seconds.
+
+    Subclasses change what is sent (L{payload}) and how the connection ends
+    once it has been sent (L{finish}).
+    """
 
     _log = Logger()
 
     def __init__(self, poem: PoemFile, settings: PoetryServerFactory) -> None:
         self.poem = poem
         self.settings = settings
+        self._data = b""
         self._offset = 0
         self._next: IDelayedCall | None = None
 
-    def connectionMade(self) -> None:
-        peer = self.transport.getPeer()  # type: ignore[union-attr]
+    @property
+    def peer(self) -> str:
+        """The client's address, as text for logs."""
+        return describe_peer(self.transport.getPeer())  # type: ignore[union-attr]
+
+    def payload(self) -> bytes:
+        """The bytes this connection is sent: the poem, unchanged."""
+        return self.poem.data
+
+    def finish(self) -> None:
+        """Called once the payload is written: a clean close ends the poem."""
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def announce(self) -> None:
+        """Log the connection and what it is sent."""
         self._log.info(
             "sending {poem} ({size} bytes) to {peer}",
             poem=self.poem.name,
-            size=len(self.poem.data),
-            peer=str(peer),
+            size=len(self._data),
+            peer=self.peer,
         )
+
+    def connectionMade(self) -> None:
+        self._data = self.payload()
+        self.announce()
         if self.settings.delay > 0:
             self._send_some()
         else:
-            self.transport.write(self.poem.data)  # type: ignore[union-attr]
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            self.transport.write(self._data)  # type: ignore[union-attr]
+            self.finish()
 
     def _send_some(self) -> None:
         self._next = None
         end = self._offset + self.settings.num_bytes
-        self.transport.write(self.poem.data[self._offset : end])  # type: ignore[union-attr]
+        self.transport.write(self._data[self._offset : end])  # type: ignore[union-attr]
         self._offset = end
-        if self._offset >= len(self.poem.data):
-            self.transport.loseConnection()  # type: ignore[union-attr]
+        if self._offset >= len(self._data):
+            self.finish()
         else:
             self._next = self.settings.clock.callLater(self.settings.delay, self._send_some)
 
@@ -99,6 +138,9 @@ class PoetryServerFactory(ServerFactory):
     @param delay: seconds between writes; 0 sends each poem at once.
     @param num_bytes: bytes per write when slow.
     """
+
+    protocol_class: type[PoetryServerProtocol] = PoetryServerProtocol
+    noisy = False  # each connection is logged by its protocol instead
 
     def __init__(
         self,
@@ -121,4 +163,4 @@ class PoetryServerFactory(ServerFactory):
         self._turns = cycle(self.poems)
 
     def buildProtocol(self, addr: Any) -> PoetryServerProtocol:
-        return PoetryServerProtocol(next(self._turns), self)
+        return self.protocol_class(next(self._turns), self)

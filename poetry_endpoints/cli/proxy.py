@@ -1,17 +1,74 @@
-"""``poetry-endpoints proxy``: not yet written (see the issue "Fit the Twisted ecosystem")."""
+"""``poetry-endpoints proxy``: serve each connection the poem fetched from an upstream source."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from ..service import DEFAULT_PROXY_LISTEN, ProxyConfig, build_proxy
+from .serve import add_listen_option, non_negative, run_listening
+
 
 def add_parser(commands: Any) -> None:
     """Register the ``proxy`` subcommand."""
-    commands.add_parser("proxy", help="(not yet available)")
+    parser = commands.add_parser(
+        "proxy",
+        help="serve poems fetched from an upstream source",
+        description="Listen on endpoints and serve each connection the poem fetched from "
+        "the upstream SOURCE (tcp:, unix:, tls:, http(s)://, HOST:PORT...), cached for "
+        "--cache-seconds. When the upstream fails, the connection is aborted, never closed "
+        "cleanly, so clients see an incomplete poem rather than a short one.",
+    )
+    add_listen_option(parser, DEFAULT_PROXY_LISTEN)
+    parser.add_argument(
+        "-u", "--upstream", required=True, metavar="SOURCE", help="where the poems come from"
+    )
+    parser.add_argument(
+        "--cache-seconds",
+        type=non_negative,
+        default=0.0,
+        metavar="N",
+        help="serve a fetched poem again for N seconds; 0: fetch for every connection, "
+        "connections during one fetch sharing it (default: 0)",
+    )
+    parser.add_argument(
+        "-t",
+        "--timeout",
+        type=positive,
+        default=None,
+        metavar="SECONDS",
+        help="whole-attempt limit per upstream fetch (default: none)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=positive,
+        default=60.0,
+        metavar="SECONDS",
+        help="limit on upstream silence between reads (default: 60)",
+    )
+    parser.add_argument(
+        "--cacert",
+        metavar="PEM",
+        help="also trust this CA for tls: and https: upstreams",
+    )
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not yet available."""
-    print("poetry-endpoints proxy: not yet available", flush=True)
-    return 2
+    """Proxy until SIGINT or SIGTERM; the exit status."""
+    config = ProxyConfig(
+        upstream=args.upstream,
+        listen=tuple(args.listen) or (DEFAULT_PROXY_LISTEN,),
+        cache_seconds=args.cache_seconds,
+        timeout=args.timeout,
+        idle_timeout=args.idle_timeout,
+        cacert=args.cacert,
+    )
+    return run_listening("proxy", lambda reactor: build_proxy(reactor, config))
