@@ -128,9 +128,12 @@ def _no_headers(source: HTTPSource) -> Any:
 def _request_failed(failure: Failure, source: HTTPSource) -> Failure:
     if failure.check(PoetryError):
         return failure
-    if failure.check(CancelledError):
-        return Failure(PoetryError(source.name, "cancelled", "cancelled before the response"))
+    # The agent reports most failures wrapped, in ResponseNeverReceived or
+    # ResponseFailed: the cause is among their reasons.
     causes = [failure, *getattr(failure.value, "reasons", [])]
+    for cause in causes:
+        if cause.check(CancelledError):
+            return Failure(PoetryError(source.name, "cancelled", "cancelled before the response"))
     for cause in causes:
         if cause.check(InfiniteRedirection):
             return Failure(
