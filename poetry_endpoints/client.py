@@ -157,9 +157,19 @@ class PoetryClient:
             order given; never fails.  Cancelling it cancels every download.
         """
         downloads = [self.get(source).addErrback(_error_value) for source in sources]
-        return DeferredList(downloads, consumeErrors=True).addCallback(
+
+        def cancel(_: Deferred[list[Poem | PoetryError]]) -> None:
+            # Newest first: cancelling a connected download frees its slot,
+            # and a download still queued behind it would take the slot and
+            # start connecting before its own cancel came.
+            for download in reversed(downloads):
+                download.cancel()
+
+        gathered: Deferred[list[Poem | PoetryError]] = Deferred(cancel)
+        DeferredList(downloads, consumeErrors=True).addCallback(
             lambda results: [value for _, value in results]
-        )
+        ).chainDeferred(gathered)
+        return gathered
 
     async def _get(self, source: Source, progress: ProgressCallback | None) -> Poem:
         try:

@@ -708,3 +708,32 @@ def test_peak_memory_while_finishing_a_poem_stays_below_two_and_a_half_poems() -
     assert len(poem.data) == len(poem.text) == size
     assert peak < 2.5 * size, f"peak {peak / size:.2f} x the poem"
     result.results.clear()
+
+
+def test_cancelling_get_many_cancels_every_download() -> None:
+    net = Net(concurrency=1)
+    many = Result(net.client.get_many([source(0), source(1), source(2)]))
+    net.accept(0)
+    net.send(0, b"partial")
+    many.deferred.cancel()
+    assert net.aborted(0)
+    assert net.attempts == 1
+    assert len(many.results) == 1
+    values = many.results[0]
+    assert [v.kind for v in values] == ["cancelled"] * 3
+    net.reactor.advance(100)
+    assert net.attempts == 1
+    assert net.idle()
+
+
+def test_elapsed_excludes_waiting_for_a_slot() -> None:
+    net = Net(concurrency=1)
+    first, second = net.get(source(0)), net.get(source(1))
+    net.reactor.advance(5.0)
+    net.serve(0, b"first")
+    net.accept(1)
+    net.reactor.advance(1.5)
+    net.send(1, b"second")
+    net.close(1)
+    assert first.poem.elapsed == 5.0
+    assert second.poem.elapsed == 1.5

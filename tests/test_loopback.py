@@ -269,6 +269,7 @@ class LoopbackTests(TestCase):
         assert isinstance(error, PoetryError)
         self.assertEqual((error.kind, error.source), ("connect-failed", source))
         self.assertIn(source, str(error))
+        self.assertIn("no such socket file", str(error))
         await self.settle()
 
     async def test_server_resets_mid_poem(self) -> None:
