@@ -14,6 +14,7 @@ import socket
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
@@ -29,7 +30,7 @@ class LoopbackServer:
     @param data: the poem's bytes, sent in one go to every connection.
     @param ending: after the poem, ``close`` cleanly (a whole poem), ``reset``
         (RST: an incomplete poem), or ``stall`` (hold the connection open
-        until L{close}).
+        until the client closes it or L{close} is called).
     @param gate: if given, each connection waits for it before sending.
     @param unix: listen on a Unix socket in a temporary directory instead of TCP.
     """
@@ -46,8 +47,15 @@ class LoopbackServer:
         self.ending = ending
         self.gate = gate
         self.connections = 0
+        #: Set when the first connection is accepted.
         self.connected = threading.Event()
+        #: Set when a connection has ended (sent and closed, or the client left).
         self.finished = threading.Event()
+        #: time.monotonic() of every accept and every end, for ordering checks.
+        self.accepted_at: list[float] = []
+        self.ended_at: list[float] = []
+        #: time.monotonic() just before each clean close, so it precedes all it causes.
+        self.closing_at: list[float] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -82,6 +90,7 @@ class LoopbackServer:
                 return
             with self._lock:
                 self.connections += 1
+                self.accepted_at.append(time.monotonic())
             self.connected.set()
             self._spawn(self._serve, connection)
 
@@ -98,10 +107,24 @@ class LoopbackServer:
                     linger = struct.pack("ii", 1, 0)
                     connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                 elif self.ending == "stall":
-                    self._stop.wait(WAIT * 6)
+                    self._wait_for_client_to_leave(connection)
+                else:
+                    with self._lock:
+                        self.closing_at.append(time.monotonic())
             except OSError:
                 pass
+        with self._lock:
+            self.ended_at.append(time.monotonic())
         self.finished.set()
+
+    def _wait_for_client_to_leave(self, connection: socket.socket) -> None:
+        connection.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                if not connection.recv(4096):
+                    return
+            except TimeoutError:
+                continue
 
     def close(self) -> None:
         """Stop listening, end every connection, and remove the Unix socket."""

@@ -79,7 +79,7 @@ def safe_file_name(source: str) -> str:
     A file name made from C{source}: only ``A-Z a-z 0-9 . _ -``, no leading
     dot or dash, at most 100 characters before ``.txt``.
     """
-    stem = _UNSAFE_NAME_CHARS.sub("_", source).strip("_").lstrip(".-")
+    stem = _UNSAFE_NAME_CHARS.sub("_", source).lstrip("._-")
     stem = stem[:_MAX_NAME].rstrip("._-") or "poem"
     return f"{stem}.txt"
 

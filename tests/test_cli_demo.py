@@ -1,0 +1,72 @@
+"""``poetry-endpoints demo`` as a real subprocess: no arguments, no stdin, no terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+
+from conftest import subprocess_env
+from poetry_endpoints.server import bundled_poems
+
+WAIT = 30.0  # SPEC §6: the demo is over within 30 seconds
+
+
+def test_demo_prints_every_bundled_poem_and_cleans_up() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "poetry_endpoints", "demo"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        env=subprocess_env(),
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode("utf-8")
+    for poem in bundled_poems():
+        assert poem.data.decode("utf-8") in out, poem.name
+    headers = re.findall(r"^==> (\S+) <==$", out, re.MULTILINE)
+    assert len(headers) == len(bundled_poems())
+    assert {h.split(":")[0] for h in headers} == {"tcp", "unix"}
+    assert all(h.startswith("tcp:127.0.0.1:") for h in headers if h.startswith("tcp:"))
+    # The Unix socket's temporary directory is gone.
+    unix_path = next(h for h in headers if h.startswith("unix:")).removeprefix("unix:")
+    assert not os.path.exists(os.path.dirname(unix_path))
+    assert b"Traceback" not in result.stderr
+
+
+def test_demo_on_a_terminal_shows_progress() -> None:
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "poetry_endpoints", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        stdin=subprocess.DEVNULL,
+        env=subprocess_env(COLUMNS="120"),
+    )
+    os.close(terminal)
+    shown = b""
+    try:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], deadline - time.monotonic())
+            try:
+                chunk = os.read(controller, 65536) if ready else b""
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = process.communicate(timeout=WAIT)
+    finally:
+        process.kill()
+        process.wait(WAIT)
+        os.close(controller)
+    assert process.returncode == 0
+    assert b"receiving" in shown and b"bytes/s" in shown
+    assert re.search(rb"poetry-endpoints: 5 poems \([0-9.]+ kB\) in [0-9.]+ s", shown)
+    assert len(re.findall(rb"^==> ", out, re.MULTILINE)) == len(bundled_poems())
