@@ -228,11 +228,10 @@ def test_serve_fault_keeps_the_connection_open(mode: str, poem_file: Any) -> Non
 def test_serve_fault_reset_sends_half_then_rst(poem_file: Any) -> None:
     with _serve("reset", str(poem_file)) as server:
         (source,) = server.sources(1)
-        with connect(source) as sock:
-            received = b""
-            with pytest.raises(ConnectionResetError):
-                while chunk := sock.recv(65536):
-                    received += chunk
+        received = b""
+        with pytest.raises(ConnectionResetError), connect(source) as sock:
+            while chunk := sock.recv(65536):
+                received += chunk
         assert server.stop() == 0
     assert POEM.data.startswith(received) and len(received) < len(POEM.data)
 

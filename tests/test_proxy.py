@@ -1,0 +1,256 @@
+"""
+The poetry proxy: client → proxy → server over real loopback sockets, its
+cache and shared fetches, upstream failures turned into aborts; the cache's
+bookkeeping step by step on a fake clock; and ``poetry-endpoints proxy`` as a
+subprocess.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serve_process import WAIT, Running, cli, fetch
+from twisted.internet import reactor
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from conftest import subprocess_env
+from poetry_endpoints import Poem, PoetryError, get_poetry
+from poetry_endpoints.faults import FaultyServerFactory
+from poetry_endpoints.proxy import UpstreamCache
+from poetry_endpoints.server import PoemFile, PoetryServerFactory
+from poetry_endpoints.service import ProxyConfig, build_proxy, when_listening
+
+POEMS = [
+    PoemFile("one", "Erste Strophe — ü\n".encode()),
+    PoemFile("two", b"second poem\n"),
+    PoemFile("latin1", "caf\u00e9 in Latin-1, not UTF-8\n".encode("latin-1")),
+]
+
+
+class CountingFactory(PoetryServerFactory):
+    """A poetry server factory that counts its connections."""
+
+    connections = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        self.connections += 1
+        return super().buildProtocol(addr)
+
+
+class Chain(TestCase):
+    """A real poetry server, a proxy in front of it, and the library as the client."""
+
+    def setUp(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    async def upstream(self, factory: Any, unix: bool = False) -> str:
+        if unix:
+            path = self.mktemp() + ".sock"
+            port = await UNIXServerEndpoint(reactor, path).listen(factory)
+            source = f"unix:{path}"
+        else:
+            port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+            source = f"tcp:127.0.0.1:{port.getHost().port}"
+        self.addCleanup(port.stopListening)
+        return source
+
+    async def proxy(self, upstream: str, **settings: Any) -> str:
+        config = ProxyConfig(upstream=upstream, listen=("tcp:0:interface=127.0.0.1",), **settings)
+        service = build_proxy(reactor, config)
+        service.startService()
+        self.addCleanup(service.stopService)
+        (source,) = await when_listening(service)
+        return source
+
+    async def test_poems_pass_through_byte_for_byte(self) -> None:
+        server = CountingFactory(POEMS, reactor)
+        proxy = await self.proxy(await self.upstream(server))
+        received = [(await get_poetry(reactor, proxy, encoding="latin-1")).data for _ in POEMS]
+        self.assertEqual(received, [poem.data for poem in POEMS])
+        self.assertEqual(server.connections, 3, "no cache: one upstream fetch per connection")
+
+    async def test_a_unix_upstream(self) -> None:
+        proxy = await self.proxy(await self.upstream(PoetryServerFactory(POEMS, reactor), True))
+        poem = await get_poetry(reactor, proxy)
+        self.assertEqual(poem.data, POEMS[0].data)
+
+    async def test_cached_poem_is_served_again_without_fetching(self) -> None:
+        server = CountingFactory(POEMS, reactor)
+        proxy = await self.proxy(await self.upstream(server), cache_seconds=60)
+        received = [(await get_poetry(reactor, proxy)).data for _ in range(3)]
+        self.assertEqual(received, [POEMS[0].data] * 3)
+        self.assertEqual(server.connections, 1)
+
+    async def test_connections_during_a_fetch_share_it(self) -> None:
+        server = CountingFactory(POEMS, reactor, delay=0.01, num_bytes=3)
+        proxy = await self.proxy(await self.upstream(server), cache_seconds=0)
+        poems = await gatherResults([get_poetry(reactor, proxy) for _ in range(5)])
+        self.assertEqual({poem.data for poem in poems}, {POEMS[0].data})
+        self.assertEqual(server.connections, 1)
+        # Once that fetch is over, with no cache, the next connection fetches again.
+        later = await get_poetry(reactor, proxy)
+        self.assertEqual((later.data, server.connections), (POEMS[1].data, 2))
+
+    async def assert_aborted(self, proxy: str, upstream: str, kind: str) -> None:
+        try:
+            poem = await get_poetry(reactor, proxy)
+        except PoetryError as e:
+            self.assertEqual(e.kind, "incomplete", str(e))
+        else:
+            self.fail(f"the proxy handed out a {len(poem.data)}-byte poem for a failed upstream")
+        logged = [event for event in self.events if event.get("kind") == kind]
+        self.assertTrue(logged, f"no log event with kind {kind!r}")
+        self.assertEqual(logged[0]["upstream"], upstream)
+
+    async def test_a_refused_upstream_aborts_the_client_connection(self) -> None:
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            upstream = f"tcp:127.0.0.1:{closed.getsockname()[1]}"
+        proxy = await self.proxy(upstream)
+        await self.assert_aborted(proxy, upstream, "connect-failed")
+
+    async def test_an_upstream_reset_is_not_passed_on_as_a_short_poem(self) -> None:
+        upstream = await self.upstream(FaultyServerFactory(POEMS, reactor, "reset"))
+        proxy = await self.proxy(upstream)
+        await self.assert_aborted(proxy, upstream, "incomplete")
+
+    async def test_an_empty_poem_from_a_stalled_upstream_is_never_sent(self) -> None:
+        upstream = await self.upstream(FaultyServerFactory(POEMS, reactor, "stall"))
+        proxy = await self.proxy(upstream, idle_timeout=0.2)
+        await self.assert_aborted(proxy, upstream, "timeout")
+
+    async def test_a_failure_is_not_cached(self) -> None:
+        upstream = await self.upstream(FaultyServerFactory(POEMS, reactor, "reset"))
+        proxy = await self.proxy(upstream, cache_seconds=60)
+        await self.assert_aborted(proxy, upstream, "incomplete")
+        await self.assert_aborted(proxy, upstream, "incomplete")
+        fetching = [e for e in self.events if e.get("log_format") == "fetching {upstream}"]
+        self.assertEqual(len(fetching), 2)
+
+
+class FakeClient:
+    """Just enough of a PoetryClient: a clock, and fetches the test answers by hand."""
+
+    def __init__(self) -> None:
+        self.reactor = Clock()
+        self.fetches: list[Deferred[Poem]] = []
+        self.cancelled = 0
+
+    def parse(self, source: str) -> Any:
+        return _Named(source)
+
+    def get(self, source: Any) -> Deferred[Poem]:
+        def cancel(d: Deferred[Poem]) -> None:
+            self.cancelled += 1
+
+        fetch: Deferred[Poem] = Deferred(cancel)
+        self.fetches.append(fetch)
+        return fetch
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _poem(data: bytes) -> Poem:
+    return Poem("up", data, data.decode(), 0.0)
+
+
+def _results(deferreds: list[Deferred[Poem]]) -> list[Any]:
+    results: list[Any] = []
+    for d in deferreds:
+        d.addBoth(results.append)
+    return results
+
+
+def test_cache_expires_after_cache_seconds() -> None:
+    client = FakeClient()
+    cache = UpstreamCache(client, "up", cache_seconds=10)  # type: ignore[arg-type]
+    first = _results([cache.get()])
+    client.fetches[0].callback(_poem(b"a"))
+    client.reactor.advance(9.9)
+    again = _results([cache.get()])
+    assert first[0].data == again[0].data == b"a" and cache.fetches == 1
+    client.reactor.advance(0.1)
+    cache.get()
+    assert cache.fetches == 2
+
+
+def test_a_failure_reaches_every_waiter_and_is_not_cached() -> None:
+    client = FakeClient()
+    cache = UpstreamCache(client, "up", cache_seconds=10)  # type: ignore[arg-type]
+    results = _results([cache.get(), cache.get(), cache.get()])
+    assert cache.fetches == 1
+    client.fetches[0].errback(PoetryError("up", "incomplete", "reset"))
+    assert [r.value.kind for r in results] == ["incomplete"] * 3
+    cache.get()
+    assert cache.fetches == 2
+
+
+def test_only_the_last_waiter_leaving_cancels_the_fetch() -> None:
+    client = FakeClient()
+    cache = UpstreamCache(client, "up", cache_seconds=0)  # type: ignore[arg-type]
+    first, second = cache.get(), cache.get()
+    results = _results([first, second])
+    first.cancel()
+    assert client.cancelled == 0 and isinstance(results[0], Failure)
+    results[0].trap(CancelledError)
+    second.cancel()
+    assert client.cancelled == 1
+    results[1].trap(CancelledError)
+
+
+def test_cache_seconds_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="cache_seconds"):
+        UpstreamCache(FakeClient(), "up", cache_seconds=-1)  # type: ignore[arg-type]
+
+
+def test_cli_proxy_chain_and_upstream_failure(tmp_path: Path) -> None:
+    poem = tmp_path / "poem.txt"
+    poem.write_bytes("through the proxy — ü\n".encode())
+    sock = tmp_path / "proxy.sock"
+    with Running(cli("serve", "-l", "tcp:0:interface=127.0.0.1", str(poem))) as server:
+        (upstream,) = server.sources(1)
+        proxy_argv = cli(
+            "proxy", "--upstream", upstream, "-l", "tcp:0:interface=127.0.0.1", "-l", f"unix:{sock}"
+        )
+        with Running(proxy_argv) as proxy:
+            tcp, unix = proxy.sources(2)
+            assert fetch(tcp) == fetch(unix) == poem.read_bytes()
+            assert server.stop(signal.SIGTERM) == 0
+            # The reset can come before connect() has even returned.
+            with pytest.raises(ConnectionResetError):
+                fetch(tcp)
+            assert proxy.stop(signal.SIGINT) == 0
+    failures = [line for line in proxy.stderr_lines if "failed" in line]
+    assert len(failures) == 1, proxy.stderr
+    assert upstream in failures[0] and "connect-failed" in failures[0]
+    assert "Traceback" not in proxy.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--upstream", "tpc:localhost:1"], "invalid upstream"),
+        (["--upstream", "tcp:127.0.0.1:1", "-l", "tcp:abc"], "invalid listen endpoint"),
+    ],
+)
+def test_cli_proxy_bad_settings_exit_2(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        cli("proxy", *args), capture_output=True, text=True, env=subprocess_env(), timeout=WAIT
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and message in result.stderr

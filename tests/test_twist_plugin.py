@@ -1,0 +1,138 @@
+"""
+``twist poetry`` and ``twist poetry-proxy``: the IServiceMaker plugins, found
+from the installed package and run as ``python -m twisted`` subprocesses.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import tomllib
+from serve_process import WAIT, Running, fetch, twist
+
+from conftest import subprocess_env
+from poetry_endpoints.server import bundled_poems
+
+ROOT = Path(__file__).parent.parent
+
+
+def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=subprocess_env(), timeout=WAIT, cwd=cwd
+    )
+
+
+def test_python_m_twisted_is_the_twist_command() -> None:
+    (script,) = entry_points(group="console_scripts", name="twist")
+    assert script.value == "twisted.application.twist._twist:Twist.main"
+    main = (Path(__import__("twisted").__file__).parent / "__main__.py").read_text()
+    assert "Twist.main()" in main
+
+
+def test_plugins_are_found_from_the_installed_package(tmp_path: Path) -> None:
+    # Run from an empty directory, so that the checkout is not what finds them.
+    probe = (
+        "from twisted.plugin import getPlugins\n"
+        "from twisted.application.service import IServiceMaker\n"
+        "import twisted.plugins.poetry_endpoints_plugin as p\n"
+        "print(p.__file__)\n"
+        "for m in getPlugins(IServiceMaker):\n"
+        "    if m.tapname.startswith('poetry'):\n"
+        "        print(m.tapname, m.options.__name__)\n"
+    )
+    result = _run([sys.executable, "-c", probe], tmp_path)
+    assert result.returncode == 0, result.stderr
+    location, *makers = result.stdout.splitlines()
+    assert sorted(makers) == ["poetry ServerOptions", "poetry-proxy ProxyOptions"]
+    # Twisted's plugin directory is shared by every project: it must stay a
+    # namespace, and the packaging must ship it.
+    assert not (Path(location).parent / "__init__.py").exists()
+    assert not (ROOT / "twisted" / "__init__.py").exists()
+    assert not (ROOT / "twisted" / "plugins" / "__init__.py").exists()
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "twisted.plugins" in setuptools["packages"]["find"]["include"]
+
+
+def test_twist_poetry_serves_tcp_and_unix_and_stops_on_sigterm(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_bytes("first — ü\n".encode())
+    second.write_bytes(b"second\n")
+    sock = tmp_path / "p.sock"
+    argv = twist(
+        "poetry",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--listen",
+        f"unix:{sock}",
+        "--delay",
+        "0.001",
+        "--num-bytes",
+        "3",
+        str(first),
+        str(second),
+    )
+    with Running(argv, cwd=tmp_path) as server:
+        tcp, unix = server.sources(2)
+        assert tcp.startswith("tcp:127.0.0.1:") and unix == f"unix:{sock}"
+        assert [fetch(tcp), fetch(unix), fetch(tcp)] == [
+            first.read_bytes(),
+            second.read_bytes(),
+            first.read_bytes(),
+        ]
+        status = server.stop(signal.SIGTERM)
+    # twist ends itself with the signal it received, as a daemon should.
+    assert status in (0, -signal.SIGTERM)
+    output = "\n".join(server.stdout_lines) + server.stderr
+    assert "Traceback" not in output
+    assert output.count("sending ") == 3
+
+
+def test_twist_poetry_proxy_in_front_of_twist_poetry(tmp_path: Path) -> None:
+    with Running(twist("poetry", "-l", "tcp:0:interface=127.0.0.1"), cwd=tmp_path) as server:
+        (upstream,) = server.sources(1)
+        proxy_argv = twist(
+            "poetry-proxy",
+            "--upstream",
+            upstream,
+            "--cache-seconds",
+            "60",
+            "-l",
+            "tcp:0:interface=127.0.0.1",
+        )
+        with Running(proxy_argv, cwd=tmp_path) as proxy:
+            (source,) = proxy.sources(1)
+            poems = [fetch(source) for _ in range(3)]
+            proxy.stop()
+        server.stop()
+    assert poems == [bundled_poems()[0].data] * 3
+    assert sum("sending" in line for line in server.stdout_lines) == 1, "served from the cache"
+
+
+def test_twist_usage_errors_are_one_line_and_exit_64(tmp_path: Path) -> None:
+    for args, message in [
+        (["poetry", "--listen", "tcp:abc"], "invalid listen endpoint 'tcp:abc'"),
+        (["poetry", str(tmp_path / "missing.txt")], "cannot read poem file"),
+        (["poetry", "--fault", "nope"], "unknown --fault 'nope'"),
+        (["poetry-proxy"], "--upstream SOURCE is required"),
+        (["poetry-proxy", "--upstream", "tcp:nohost"], "invalid upstream"),
+    ]:
+        result = _run(twist(*args), tmp_path)
+        assert result.returncode == 64, (args, result.stderr)
+        assert f"Error: {message}" in result.stderr + result.stdout, (args, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_twist_poetry_gives_up_when_it_cannot_listen(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run(twist("poetry", "--listen", f"tcp:{port}:interface=127.0.0.1"), tmp_path)
+    assert result.returncode == 0
+    assert f"could not listen on tcp:{port}:interface=127.0.0.1" in result.stdout
