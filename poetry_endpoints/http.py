@@ -69,9 +69,7 @@ class HTTPFetcher:
     def fetch(self, source: HTTPSource, progress: ProgressCallback | None) -> Deferred[Body]:
         """GET C{source}; fires with the body and the declared charset."""
         client = self._client
-        request: Deferred[Any] = self._http.get(
-            source.url, unbuffered=True, allow_redirects=False
-        )
+        request: Deferred[Any] = self._http.get(source.url, unbuffered=True, allow_redirects=False)
         if client.idle_timeout is not None:
             request.addTimeout(client.idle_timeout, client.reactor, _no_headers(source))
         request.addErrback(_request_failed, source)
@@ -117,9 +115,7 @@ def _charset(response: IResponse) -> str | None:
 def _no_headers(source: HTTPSource) -> Any:
     def convert(result: object, timeout: float) -> Failure:
         return Failure(
-            PoetryError(
-                source.name, "timeout", f"no response within {timeout:g} s (idle timeout)"
-            )
+            PoetryError(source.name, "timeout", f"no response within {timeout:g} s (idle timeout)")
         )
 
     return convert

@@ -47,9 +47,15 @@ class CA:
     _directory: Path
 
     def issue(self, stem: str, names: tuple[str, ...] = LOOPBACK_NAMES) -> Issued:
-        """A server certificate for C{names} (DNS names or IP literals)."""
+        """
+        A server certificate for C{names} (DNS names or IP literals).
+
+        With no names it has no subjectAltName at all, only a common name of
+        C{localhost}, which verifiers must not rely on.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = _builder(names[0], key, names).issuer_name(self._certificate.subject)
+        common_name = names[0] if names else "localhost"
+        builder = _builder(common_name, key, names).issuer_name(self._certificate.subject)
         builder = builder.add_extension(
             x509.BasicConstraints(ca=False, path_length=None), critical=True
         ).add_extension(
@@ -114,16 +120,18 @@ def _builder(
             alternatives.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             alternatives.append(x509.DNSName(name))
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _ONE_DAY)
         .not_valid_after(now + _ONE_DAY)
-        .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     )
+    if alternatives:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
+    return builder
 
 
 def _write(
