@@ -445,3 +445,10 @@ def test_a_closed_stdout_stops_quietly() -> None:
             process.wait(WAIT)
     assert process.returncode == 1
     assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_idle_timeout_0_means_no_limit() -> None:
+    with LoopbackServer(b"patient\n") as server:
+        result = get("--idle-timeout", "0", server.source)
+    assert result.returncode == 0
+    assert result.stdout == b"patient\n"

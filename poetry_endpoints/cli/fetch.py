@@ -84,7 +84,10 @@ def make_display(reactor: Any, presentation: Presentation, streams: Streams) -> 
     """Live progress if stderr is a terminal and not C{quiet}; otherwise nothing."""
     if presentation.quiet or not streams.stderr_is_terminal():
         return NoDisplay()
-    return RichDisplay(reactor, streams.stderr)
+    display = RichDisplay(reactor, streams.stderr)
+    if not display.console.is_interactive:  # TERM=dumb cannot redraw in place
+        return NoDisplay()
+    return display
 
 
 class Fetch:

@@ -110,6 +110,9 @@ def run(
             deferred.cancel()
 
     def start() -> None:
+        if interruption.interrupted:  # a signal beat the reactor's start
+            reactor.stop()
+            return
         deferred = Deferred.fromCoroutine(command(reactor, interruption))
         running.append(deferred)
         deferred.addBoth(finish)
