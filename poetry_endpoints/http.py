@@ -5,8 +5,9 @@ from __future__ import annotations
 from email.message import Message
 from typing import TYPE_CHECKING, Any
 
+from hyperlink import EncodedURL
 from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectError
 from twisted.python.failure import Failure
 from twisted.web.client import (
@@ -69,7 +70,14 @@ class HTTPFetcher:
     def fetch(self, source: HTTPSource, progress: ProgressCallback | None) -> Deferred[Body]:
         """GET C{source}; fires with the body and the declared charset."""
         client = self._client
-        request: Deferred[Any] = self._http.get(source.url, unbuffered=True, allow_redirects=False)
+        request: Deferred[Any]
+        try:
+            url = _URL.from_text(source.url)
+            request = self._http.get(url, unbuffered=True, allow_redirects=False)
+        except Exception as e:  # hyperlink and treq reject some URLs only here
+            return fail(
+                PoetryError(source.name, "invalid-source", f"cannot request this URL ({e})")
+            )
         if client.idle_timeout is not None:
             request.addTimeout(client.idle_timeout, client.reactor, _no_headers(source))
         request.addErrback(_request_failed, source)
@@ -100,6 +108,22 @@ class HTTPFetcher:
     def close(self) -> Deferred[None]:
         """Close the pool's idle persistent connections."""
         return self.pool.closeCachedConnections()  # type: ignore[no-any-return]
+
+
+class _URL(EncodedURL):
+    """
+    A URL whose C{to_uri} leaves an IPv6 literal host alone.
+
+    hyperlink IDNA-encodes every host, and idna rejects the colons of
+    C{[::1]} (python-hyper/hyperlink#68, #188); treq calls C{to_uri} on
+    every URL it is given.
+    """
+
+    def to_uri(self) -> EncodedURL:
+        if ":" in self.host:
+            placeholder = super().replace(host="ipv6-literal.invalid")
+            return placeholder.to_uri().replace(host=self.host)
+        return super().to_uri()
 
 
 def _charset(response: IResponse) -> str | None:

@@ -19,7 +19,9 @@ from certs import LOOPBACK_NAMES, Issued, make_ca, self_signed
 from cryptography import x509
 from serve_process import Running
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.web.resource import Resource
+from twisted.web.server import Site
 from web_helpers import Page, Redirect, WebTest, inline, reactor
 
 from conftest import subprocess_env
@@ -86,6 +88,23 @@ class VerifiedByDefaultTests(TLSTest):
             self.assertEqual(poem.data, POEM)
             poem = await client.get(tls.replace("localhost", host))
             self.assertEqual(poem.data, POEM)
+
+    @inline
+    async def test_an_ipv6_literal_is_verified_as_an_address(self) -> None:
+        good = self.ca.issue("good")
+        wrong = self.ca.issue("wrong", ("localhost", "127.0.0.1"))
+        urls = []
+        for issued in (good, wrong):
+            try:
+                port, _ = self.listen(Site(poem_site()), issued.server_options(), "::1")
+            except CannotListenError as e:
+                raise self.skipTest(f"cannot listen on ::1: {e}") from None
+            urls.append(f"https://[::1]:{port}/poem")
+        client = self.client(cacert=self.cacert)
+        poem = await client.get(urls[0])
+        self.assertEqual(poem.data, POEM)
+        error = await self.rejected(urls[1], cacert=self.cacert)
+        self.assertIn("not valid for ::1", str(error))
 
     @inline
     async def test_a_self_signed_certificate_is_rejected_unless_given(self) -> None:

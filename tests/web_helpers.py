@@ -91,16 +91,29 @@ class WebTest(TestCase):
         self.addCleanup(self._shut_down)
 
     def listen(
-        self, factory: Factory, options: CertificateOptions | None = None
+        self,
+        factory: Factory,
+        options: CertificateOptions | None = None,
+        interface: str = "127.0.0.1",
     ) -> tuple[int, Tracked]:
-        """Listen on 127.0.0.1:0, with TLS if C{options}; the port and the tracker."""
+        """Listen on C{interface}, port 0, with TLS if C{options}; the port and the tracker."""
+        port, tracked = self.listening(factory, options, interface)
+        return port.getHost().port, tracked
+
+    def listening(
+        self,
+        factory: Factory,
+        options: CertificateOptions | None = None,
+        interface: str = "127.0.0.1",
+    ) -> tuple[IListeningPort, Tracked]:
+        """Like L{listen}, but the listening port itself."""
         tracked = Tracked(factory)
         if options is None:
-            port = reactor.listenTCP(0, tracked, interface="127.0.0.1")
+            port = reactor.listenTCP(0, tracked, interface=interface)
         else:
-            port = reactor.listenSSL(0, tracked, options, interface="127.0.0.1")
+            port = reactor.listenSSL(0, tracked, options, interface=interface)
         self._ports.append((port, tracked))
-        return port.getHost().port, tracked
+        return port, tracked
 
     def serve(
         self, resource: Resource, options: CertificateOptions | None = None
