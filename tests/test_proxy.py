@@ -27,7 +27,7 @@ from conftest import subprocess_env
 from poetry_endpoints import Poem, PoetryError, get_poetry
 from poetry_endpoints.faults import FaultyServerFactory
 from poetry_endpoints.proxy import UpstreamCache
-from poetry_endpoints.server import PoemFile, PoetryServerFactory
+from poetry_endpoints.server import PoemFile, PoetryServerFactory, bundled_poems
 from poetry_endpoints.service import ProxyConfig, build_proxy, when_listening
 
 POEMS = [
@@ -254,3 +254,28 @@ def test_cli_proxy_bad_settings_exit_2(args: list[str], message: str) -> None:
     )
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr
+
+
+def test_cli_proxy_with_a_tls_upstream(tmp_path: Path) -> None:
+    from certs import make_ca
+
+    ca = make_ca(tmp_path)
+    issued = ca.issue("server")
+    listen = f"ssl:0:interface=127.0.0.1:privateKey={issued.key}:certKey={issued.cert}"
+    with Running(cli("serve", "-l", listen)) as server:
+        (upstream,) = server.sources(1)
+        assert upstream.startswith("tls:127.0.0.1:")
+        proxy_argv = cli(
+            "proxy",
+            "--upstream",
+            upstream,
+            "--cacert",
+            str(ca.cert),
+            "-l",
+            "tcp:0:interface=127.0.0.1",
+        )
+        with Running(proxy_argv) as proxy:
+            (source,) = proxy.sources(1)
+            assert fetch(source) == bundled_poems()[0].data
+            assert proxy.stop() == 0
+        assert server.stop() == 0

@@ -244,3 +244,11 @@ class Listening(TestCase):
         late = listener.when_listening()
         self.assertTrue(self.successResultOf(late).startswith("tcp:127.0.0.1:"))
         self.assertEqual(listener.source, self.successResultOf(listener.when_listening()))
+
+
+def test_http_without_the_web_module_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "poetry_endpoints.web", None)  # import raises ImportError
+    with pytest.raises(ConfigError, match="--http is not available"):
+        build_server(reactor, ServerConfig(http=("tcp:0",)))
