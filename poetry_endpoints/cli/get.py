@@ -11,6 +11,7 @@ from typing import Any
 from ..client import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, PoetryClient
 from ..errors import PoetryError
 from ..sources import Source
+from ..tls import trust_root
 from . import runner
 from .fetch import PROG, Fetch, Presentation
 from .output import DirectoryOutput, one_line
@@ -80,6 +81,10 @@ def _encoding(text: str) -> str:
 def _pem_file(text: str) -> str:
     if not Path(text).is_file():
         raise argparse.ArgumentTypeError(f"{text!r} is not a readable file")
+    try:
+        trust_root(text)
+    except (OSError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 
