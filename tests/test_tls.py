@@ -262,3 +262,19 @@ def test_cli_mixes_https_tls_and_tcp_with_per_source_certificate_failures(
         assert status == 1
         assert [r["ok"] for r in results] == [False, False, True, False, False]
         assert all(r["kind"] == "tls" for r in results if not r["ok"])
+
+
+def test_cli_refuses_a_cacert_without_certificates(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "poetry_endpoints", "get", "--cacert", str(junk), "tcp:127.0.0.1:9"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        env=subprocess_env(),
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert b"no PEM certificate" in result.stderr
+    assert b"Traceback" not in result.stderr
