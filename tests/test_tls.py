@@ -9,8 +9,10 @@ naming the reason; it is never accepted unverified nor read as plaintext.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,8 @@ def poetry_factory() -> PoetryServerFactory:
 class TLSTest(WebTest):
     def setUp(self) -> None:
         super().setUp()
-        self.dir = Path(self.mktemp())
-        self.dir.mkdir(parents=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="poetry-tls-"))
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
         self.ca = make_ca(self.dir)
         self.cacert = str(self.ca.cert)
 

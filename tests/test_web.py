@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -94,8 +96,8 @@ class SiteTests(Served):
 
     @inline
     async def test_served_over_tls_with_an_https_url(self) -> None:
-        directory = Path(self.mktemp())
-        directory.mkdir(parents=True)
+        directory = Path(tempfile.mkdtemp(prefix="poetry-web-"))
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
         ca = make_ca(directory)
         options = ca.issue("server").server_options()
         port, _ = self.listening(make_site(POEMS), options)
