@@ -16,8 +16,9 @@ def add_parser(commands: Any) -> None:
         help="serve poems fetched from an upstream source",
         description="Listen on endpoints and serve each connection the poem fetched from "
         "the upstream SOURCE (tcp:, unix:, tls:, http(s)://, HOST:PORT...), cached for "
-        "--cache-seconds. When the upstream fails, the connection is aborted, never closed "
-        "cleanly, so clients see an incomplete poem rather than a short one.",
+        "--cache-seconds. When the upstream fails, a TCP connection is aborted (RST), never "
+        "closed cleanly, so clients see an incomplete poem rather than a short one (a Unix "
+        "socket has no reset: there the client sees an empty poem).",
     )
     add_listen_option(parser, DEFAULT_PROXY_LISTEN)
     parser.add_argument(
