@@ -31,7 +31,8 @@ def test_demo_prints_every_bundled_poem_and_cleans_up() -> None:
         assert poem.data.decode("utf-8") in out, poem.name
     headers = re.findall(r"^==> (\S+) <==$", out, re.MULTILINE)
     assert len(headers) == len(bundled_poems())
-    assert {h.split(":")[0] for h in headers} == {"tcp", "unix"}
+    assert {h.split(":")[0] for h in headers} == {"tcp", "unix", "http"}
+    assert all(h.startswith("http://127.0.0.1:") for h in headers if h.startswith("http:"))
     assert all(h.startswith("tcp:127.0.0.1:") for h in headers if h.startswith("tcp:"))
     # The Unix socket's temporary directory is gone.
     unix_path = next(h for h in headers if h.startswith("unix:")).removeprefix("unix:")

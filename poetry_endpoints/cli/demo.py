@@ -2,7 +2,8 @@
 ``poetry-endpoints demo``: the whole product in one command (SPEC §6).
 
 Starts slow poetry servers in this process, on a free loopback TCP port and
-on a Unix socket in a temporary directory, then fetches from all of them at
+on a Unix socket in a temporary directory, and the poems' web site on
+another loopback port, then fetches from all of them at
 once with the same machinery as ``get`` (progress included), prints the
 poems, and takes everything down again.  It needs no arguments, no stdin and
 no terminal.
@@ -18,12 +19,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 
 from ..client import PoetryClient
 from ..server import PoemFile, PoetryServerFactory, bundled_poems
+from ..web import listening_url, make_site
 from . import runner
 from .fetch import PROG, Fetch, Presentation
 
@@ -64,8 +67,17 @@ async def start_unix(
     return Listener("unix", [f"unix:{path}"] * count, port)
 
 
-#: The kinds of server the demo starts; an HTTP one (``serve --http``) joins this list.
-LISTENERS: list[ListenerStarter] = [start_tcp, start_unix]
+async def start_http(
+    reactor: Any, poems: Sequence[PoemFile], workdir: Path, count: int
+) -> Listener:
+    """The poems' web site (as C{serve --http} runs it) on a free loopback port."""
+    port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(make_site(poems))
+    root = listening_url(port, tls=False)
+    return Listener("http", [f"{root}poems/{quote(poem.name)}" for poem in poems], port)
+
+
+#: The kinds of server the demo starts.
+LISTENERS: list[ListenerStarter] = [start_tcp, start_unix, start_http]
 
 
 def add_parser(commands: Any) -> None:
