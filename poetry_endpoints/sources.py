@@ -153,6 +153,11 @@ def _from_description(
         _check_port(source, fields["port"])
     elif kind == "unix" and not (any(args[1:2]) or kwargs.get("path")):
         raise invalid(source, "unix: needs a socket path")
+    if kind == "ssl":
+        # Twisted's ssl: client never checks the server's host name (and
+        # without caCertsDir not even its chain): an unverified success is
+        # exactly what TLS here must never give.
+        raise invalid(source, "ssl: does not verify the server; use tls:HOST:PORT, which does")
     try:
         if kind == "tls":
             # Ours verifies like Twisted's, but fails closed and takes cacert.

@@ -280,3 +280,19 @@ def test_cli_refuses_a_cacert_without_certificates(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert b"no PEM certificate" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "source", ["ssl:localhost:443", "ssl:host=localhost:port=443:caCertsDir=/etc/ssl/certs"]
+)
+def test_ssl_descriptions_are_refused_because_they_do_not_verify(source: str) -> None:
+    """Twisted's ssl: client checks no host name: a source must not silently skip that."""
+    from twisted.internet.testing import MemoryReactor
+
+    from poetry_endpoints import PoetryError, parse_source
+
+    with pytest.raises(PoetryError) as caught:
+        parse_source(MemoryReactor(), source)
+    assert caught.value.kind == "invalid-source"
+    assert "use tls:HOST:PORT" in str(caught.value)
+    assert str(caught.value).startswith(source)
