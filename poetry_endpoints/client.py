@@ -10,7 +10,7 @@ The data path of one download::
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import count
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -158,14 +158,7 @@ class PoetryClient:
         """
         downloads = [self.get(source).addErrback(_error_value) for source in sources]
 
-        def cancel(_: Deferred[list[Poem | PoetryError]]) -> None:
-            # Newest first: cancelling a connected download frees its slot,
-            # and a download still queued behind it would take the slot and
-            # start connecting before its own cancel came.
-            for download in reversed(downloads):
-                download.cancel()
-
-        gathered: Deferred[list[Poem | PoetryError]] = Deferred(cancel)
+        gathered: Deferred[list[Poem | PoetryError]] = Deferred(lambda _: cancel_all(downloads))
         DeferredList(downloads, consumeErrors=True).addCallback(
             lambda results: [value for _, value in results]
         ).chainDeferred(gathered)
@@ -263,6 +256,15 @@ class PoetryClient:
                 f"not valid {encoding}: {e.reason} at byte {e.start} of {len(data)}",
             ) from None
         return Poem(source.name, data, text, elapsed, encoding)
+
+
+def cancel_all(downloads: Sequence[Deferred[Any]]) -> None:
+    """Cancel downloads of one client, started in the order given."""
+    # Newest first: cancelling a connected download frees its slot, and a
+    # download still queued behind it would take the slot and start
+    # connecting before its own cancel came.
+    for download in reversed(downloads):
+        download.cancel()
 
 
 def get_poetry(

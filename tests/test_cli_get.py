@@ -452,3 +452,28 @@ def test_idle_timeout_0_means_no_limit() -> None:
         result = get("--idle-timeout", "0", server.source)
     assert result.returncode == 0
     assert result.stdout == b"patient\n"
+
+
+def test_ctrl_c_starts_no_queued_download() -> None:
+    """Cancelling frees slots; a queued source must not connect on its way out."""
+    with (
+        LoopbackServer(b"never finishes", ending="stall") as stalled,
+        LoopbackServer(b"queued\n") as queued,
+    ):
+        process = subprocess.Popen(
+            [*COMMAND, "-c", "1", stalled.source, *[queued.source] * 5],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=subprocess_env(),
+        )
+        try:
+            assert stalled.connected.wait(WAIT)  # the one slot is taken
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=WAIT)
+            assert stalled.finished.wait(WAIT)
+        finally:
+            process.kill()
+            process.wait(WAIT)
+    assert process.returncode == 130
+    assert queued.connections == 0

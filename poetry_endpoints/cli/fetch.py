@@ -17,7 +17,7 @@ from rich import filesize
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
-from ..client import PoetryClient
+from ..client import PoetryClient, cancel_all
 from ..errors import PoetryError
 from ..poem import Poem
 from ..sources import Source
@@ -147,8 +147,7 @@ class Fetch:
         return EXIT_OK
 
     def _cancel_all(self) -> None:
-        for download in self._downloads:
-            download.cancel()
+        cancel_all(self._downloads)
 
     def _succeeded(self, poem: Poem, index: int, tracker: Tracker) -> None:
         tracker.succeeded(len(poem.data))
