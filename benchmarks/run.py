@@ -1,0 +1,497 @@
+"""
+Benchmark poetry_endpoints against an asyncio client, the classic ClientFactory
+client and a blocking-socket floor, in one run.
+
+    python benchmarks/run.py            # the full run (about a minute or two)
+    python benchmarks/run.py --quick    # tiny sizes, one round: a smoke test
+
+A loopback server runs in its own process; every measurement is a fresh client
+process, clients interleaved within each round, several rounds, medians
+reported.  Prints a table with ratios and the targets, writes JSON
+(benchmarks/results/latest.json by default) and compares with the previous
+file if there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import selectors
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CLIENTS = HERE / "clients"
+MiB = 1024 * 1024
+
+#: Client name -> script.  The order is the order of the table.
+LARGE_CLIENTS = {
+    "poetry_endpoints": "endpoints.py",
+    "asyncio": "asyncio_streams.py",
+    "classic": "classic.py",
+    "floor": "floor.py",
+}
+#: "many" variant -> (script, extra arguments).
+MANY_VARIANTS = {
+    "endpoints tcp:": ("endpoints.py", ["--form", "tcp"]),
+    "endpoints HOST:PORT": ("endpoints.py", ["--form", "shorthand"]),
+    "asyncio": ("asyncio_streams.py", []),
+}
+
+
+@dataclass
+class Config:
+    """What one run measures."""
+
+    large: int = 64 * MiB
+    growth: list[int] = field(default_factory=lambda: [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB])
+    rounds: int = 5
+    many_count: int = 2000
+    many_size: int = 4096
+    many_concurrency: int = 200
+    many_rounds: int = 5
+    #: The classic client skips a size whose projected time (quadratic) exceeds this.
+    classic_bound: float = 8.0
+    #: Longest any one client process may take before the run is abandoned.
+    child_timeout: float = 120.0
+
+
+QUICK = Config(
+    large=1 * MiB,
+    growth=[64 * 1024, 256 * 1024, 1 * MiB],
+    rounds=1,
+    many_count=40,
+    many_size=4096,
+    many_concurrency=10,
+    many_rounds=1,
+    child_timeout=60.0,
+)
+
+
+class BenchmarkError(Exception):
+    """A client or the server misbehaved; the run's numbers cannot be trusted."""
+
+
+# -- processes ---------------------------------------------------------------
+
+
+def child_env() -> dict[str, str]:
+    """The runner's environment, with the repository importable by clients."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+@contextmanager
+def poetry_server(sizes: Sequence[int]) -> Iterator[dict[int, int]]:
+    """Start the server process for C{sizes}; yield size -> port; always stop it."""
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "server.py"), *map(str, sizes)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=child_env(),
+    )
+    try:
+        assert server.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(server.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout=30):
+                raise BenchmarkError("the benchmark server did not start within 30 s")
+        line = server.stdout.readline()
+        if not line:
+            raise BenchmarkError("the benchmark server exited before listening")
+        yield {int(size): port for size, port in json.loads(line).items()}
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()  # the server exits at EOF on stdin
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+
+
+def run_client(script: str, args: Sequence[str], timeout: float) -> dict[str, Any]:
+    """Run one client in a fresh process; return its report line."""
+    command = [sys.executable, str(CLIENTS / script), *args]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=child_env()
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchmarkError(f"{script} {' '.join(args)} took over {timeout:g} s") from None
+    if done.returncode != 0 or not done.stdout.strip():
+        raise BenchmarkError(
+            f"{script} {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-2000:]}"
+        )
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+def rotated(items: Sequence[str], by: int) -> list[str]:
+    """C{items} started at a different one each round, so no client always goes first."""
+    by %= len(items)
+    return [*items[by:], *items[:by]]
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- measurements -------------------------------------------------------------
+
+
+def measure_baselines(config: Config) -> dict[str, int]:
+    """Peak RSS of each client process that imports its modules and does nothing."""
+    peaks: dict[str, list[int]] = {name: [] for name in LARGE_CLIENTS}
+    for round_ in range(max(1, min(config.rounds, 3))):
+        for name in rotated(list(LARGE_CLIENTS), round_):
+            report = run_client(LARGE_CLIENTS[name], ["baseline"], config.child_timeout)
+            peaks[name].append(report["maxrss"])
+    return {name: int(statistics.median(values)) for name, values in peaks.items()}
+
+
+Runs = dict[str, dict[int, list[dict[str, Any]]]]
+"""Client -> size -> the reports of its rounds."""
+
+
+def measure_sizes(config: Config, ports: dict[int, int]) -> tuple[Runs, dict[str, str]]:
+    """
+    Every client on every size, rounds interleaved.
+
+    @return: the runs, and a note for each client that stopped early (the
+        classic client, once its quadratic time would exceed the bound).
+    """
+    runs: Runs = {name: {} for name in LARGE_CLIENTS}
+    sizes = sorted(set(config.growth) | {config.large})
+    skipped: dict[str, str] = {}
+    for size in sizes:
+        previous = [s for s in sizes if s < size and runs["classic"].get(s)]
+        if previous and "classic" not in skipped:
+            last = previous[-1]
+            projected = median_of(runs["classic"][last], "wall") * (size / last) ** 2
+            if projected > config.classic_bound:
+                skipped["classic"] = (
+                    f"skipped from {size // MiB} MiB on: projected {projected:.0f} s "
+                    f"(quadratic from {last // MiB} MiB), over the {config.classic_bound:g} s bound"
+                )
+        names = [name for name in LARGE_CLIENTS if name not in skipped]
+        say(f"  size {human(size)}: {', '.join(names)} x {config.rounds}")
+        for round_ in range(config.rounds):
+            for name in rotated(names, round_):
+                args = ["large", "--port", str(ports[size]), "--size", str(size)]
+                report = run_client(LARGE_CLIENTS[name], args, config.child_timeout)
+                runs[name].setdefault(size, []).append(report)
+    return runs, skipped
+
+
+def measure_many(config: Config, port: int) -> dict[str, list[dict[str, Any]]]:
+    """The many-small-poems job for each variant, interleaved over the rounds."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in MANY_VARIANTS}
+    say(
+        f"  many: {config.many_count} x {human(config.many_size)}, "
+        f"{config.many_concurrency} at once, x {config.many_rounds}"
+    )
+    for round_ in range(config.many_rounds):
+        for name in rotated(list(MANY_VARIANTS), round_):
+            script, extra = MANY_VARIANTS[name]
+            args = [
+                "many",
+                "--port",
+                str(port),
+                "--size",
+                str(config.many_size),
+                "--count",
+                str(config.many_count),
+                "--concurrency",
+                str(config.many_concurrency),
+                *extra,
+            ]
+            runs[name].append(run_client(script, args, config.child_timeout))
+    return runs
+
+
+# -- analysis ------------------------------------------------------------------
+
+
+def median_of(reports: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(report[key] for report in reports))
+
+
+def exponent(points: dict[int, float]) -> float | None:
+    """Least-squares slope of log(time) against log(size): 1 is linear, 2 quadratic."""
+    if len(points) < 2:
+        return None
+    xs = [math.log(size) for size in points]
+    ys = [math.log(max(t, 1e-9)) for t in points.values()]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+@dataclass
+class Target:
+    name: str
+    value: float | None
+    limit: float
+    at_least: bool
+
+    @property
+    def ok(self) -> bool | None:
+        if self.value is None:
+            return None
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+
+def analyse(
+    config: Config,
+    baselines: dict[str, int],
+    sizes: Runs,
+    skipped: dict[str, str],
+    many: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Medians, ratios and targets, as the JSON document."""
+    large: dict[str, Any] = {}
+    growth: dict[str, Any] = {}
+    for name in LARGE_CLIENTS:
+        by_size: dict[int, list[dict[str, Any]]] = sizes[name]
+        walls = {size: median_of(reports, "wall") for size, reports in sorted(by_size.items())}
+        growth[name] = {
+            "median_wall_s": {str(size): wall for size, wall in walls.items()},
+            "exponent": exponent(walls),
+            "note": skipped.get(name),
+        }
+        reports = by_size.get(config.large)
+        if not reports:
+            large[name] = {"note": skipped.get(name)}
+            continue
+        wall = median_of(reports, "wall")
+        rss = median_of(reports, "maxrss") - baselines[name]
+        large[name] = {
+            "median_wall_s": wall,
+            "median_cpu_s": median_of(reports, "cpu"),
+            "mb_per_s": config.large / wall / 1e6,
+            "baseline_rss_bytes": baselines[name],
+            "median_peak_rss_bytes": median_of(reports, "maxrss"),
+            "rss_above_baseline_bytes": rss,
+            "rss_per_poem_byte": rss / config.large,
+            "walls_s": [r["wall"] for r in reports],
+        }
+    many_summary = {
+        name: {
+            "median_wall_s": median_of(reports, "wall"),
+            "median_cpu_s": median_of(reports, "cpu"),
+            "walls_s": [r["wall"] for r in reports],
+            "cpus_s": [r["cpu"] for r in reports],
+        }
+        for name, reports in many.items()
+    }
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None or b == 0 else a / b
+
+    ours = large["poetry_endpoints"]
+    many_tcp = many_summary["endpoints tcp:"]["median_wall_s"]
+    targets = [
+        Target(
+            "large: throughput vs asyncio",
+            ratio(ours["mb_per_s"], large["asyncio"]["mb_per_s"]),
+            1.2,
+            True,
+        ),
+        Target(
+            "large: throughput vs socket floor",
+            ratio(ours["mb_per_s"], large["floor"]["mb_per_s"]),
+            0.4,
+            True,
+        ),
+        Target("large: peak RSS above baseline / poem size", ours["rss_per_poem_byte"], 2.5, False),
+        Target(
+            "growth: exponent of time vs size", growth["poetry_endpoints"]["exponent"], 1.1, False
+        ),
+        Target(
+            "many: tcp: speed vs asyncio",
+            ratio(many_summary["asyncio"]["median_wall_s"], many_tcp),
+            1.0,
+            True,
+        ),
+        Target(
+            "many: HOST:PORT time / tcp: time",
+            ratio(many_summary["endpoints HOST:PORT"]["median_wall_s"], many_tcp),
+            1.3,
+            False,
+        ),
+    ]
+    return {
+        "format": 1,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "config": asdict(config),
+        "large": large,
+        "growth": growth,
+        "many": many_summary,
+        "targets": [{**asdict(t), "ok": t.ok} for t in targets],
+    }
+
+
+# -- output ---------------------------------------------------------------------
+
+
+def human(size: int) -> str:
+    if size >= MiB and size % MiB == 0:
+        return f"{size // MiB} MiB"
+    return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def render(doc: dict[str, Any], previous: dict[str, Any] | None) -> str:
+    config = doc["config"]
+    large, growth, many = doc["large"], doc["growth"], doc["many"]
+    asyncio_mbs = large["asyncio"].get("mb_per_s")
+    out = [f"large: one {human(config['large'])} poem, median of {config['rounds']} runs"]
+    rows = [["client", "MB/s", "x asyncio", "wall s", "cpu s", "RSS-base MiB", "x poem"]]
+    for name, row in large.items():
+        if "mb_per_s" not in row:
+            rows.append([name, "skipped", "", "", "", "", ""])
+            continue
+        rows.append(
+            [
+                name,
+                fmt(row["mb_per_s"], ".0f"),
+                fmt(row["mb_per_s"] / asyncio_mbs if asyncio_mbs else None, ".2f"),
+                fmt(row["median_wall_s"], ".3f"),
+                fmt(row["median_cpu_s"], ".3f"),
+                fmt(row["rss_above_baseline_bytes"] / MiB, ".0f"),
+                fmt(row["rss_per_poem_byte"], ".2f"),
+            ]
+        )
+    out += [table(rows), ""]
+
+    sizes = [human(s) for s in sorted(set(config["growth"]) | {config["large"]})]
+    out.append("growth: median wall seconds per size; exponent of a log-log fit (1 = linear)")
+    rows = [["client", *sizes, "exponent"]]
+    for name, row in growth.items():
+        walls = row["median_wall_s"]
+        cells = [
+            fmt(walls.get(str(s)), ".3f") for s in sorted(set(config["growth"]) | {config["large"]})
+        ]
+        rows.append([name, *cells, fmt(row["exponent"], ".2f")])
+    out.append(table(rows))
+    out += [f"  {name}: {row['note']}" for name, row in growth.items() if row["note"]]
+    out.append("")
+
+    out.append(
+        f"many: {config['many_count']} poems x {human(config['many_size'])}, "
+        f"{config['many_concurrency']} at once, median of {config['many_rounds']} runs"
+    )
+    base = many["asyncio"]["median_wall_s"]
+    rows = [["client", "wall s", "cpu s", "speed x asyncio"]]
+    for name, row in many.items():
+        rows.append(
+            [
+                name,
+                fmt(row["median_wall_s"], ".3f"),
+                fmt(row["median_cpu_s"], ".3f"),
+                fmt(base / row["median_wall_s"], ".2f"),
+            ]
+        )
+    out += [table(rows), ""]
+
+    out.append("targets (ratios from this run)")
+    old = {t["name"]: t["value"] for t in previous.get("targets", [])} if previous else {}
+    rows = [["", "target", "value", "limit", "previous run"]]
+    for t in doc["targets"]:
+        mark = {True: "PASS", False: "FAIL", None: "n/a"}[t["ok"]]
+        rows.append(
+            [
+                mark,
+                t["name"],
+                fmt(t["value"], ".2f"),
+                (">= " if t["at_least"] else "<= ") + format(t["limit"], "g"),
+                fmt(old.get(t["name"]), ".2f"),
+            ]
+        )
+    out.append(table(rows))
+    return "\n".join(out)
+
+
+# -- main -------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
+    parser.add_argument("--rounds", type=int, help="rounds per measurement (default 5)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=HERE / "results" / "latest.json",
+        help="where to write the JSON (the old file becomes previous.json beside it)",
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else Config()
+    if args.rounds:
+        config.rounds = config.many_rounds = max(1, args.rounds)
+
+    started = time.perf_counter()
+    previous: dict[str, Any] | None = None
+    if args.output.exists():
+        try:
+            previous = json.loads(args.output.read_text())
+        except (OSError, ValueError):
+            previous = None
+    try:
+        sizes = sorted(set(config.growth) | {config.large, config.many_size})
+        with poetry_server(sizes) as ports:
+            say("baselines (imports only)")
+            baselines = measure_baselines(config)
+            say("large and growth")
+            by_size, skipped = measure_sizes(config, ports)
+            say("many")
+            many = measure_many(config, ports[config.many_size])
+    except BenchmarkError as e:
+        say(f"benchmark failed: {e}")
+        return 2
+    doc = analyse(config, baselines, by_size, skipped, many)
+    doc["elapsed_s"] = time.perf_counter() - started
+
+    print(render(doc, previous))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.output.exists():
+        shutil.copyfile(args.output, args.output.with_name("previous.json"))
+    args.output.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nwrote {args.output} in {doc['elapsed_s']:.0f} s")
+    missed = [t for t in doc["targets"] if t["ok"] is False]
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
