@@ -14,11 +14,6 @@ from collections.abc import Sequence
 
 from . import demo, get, proxy, serve
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
 COMMANDS = {"get": get, "serve": serve, "demo": demo, "proxy": proxy}
 
 

@@ -21,6 +21,7 @@ from ..client import PoetryClient, cancel_all
 from ..errors import PoetryError
 from ..poem import Poem
 from ..sources import Source
+from . import status
 from .output import (
     DirectoryOutput,
     JSONOutput,
@@ -33,8 +34,6 @@ from .progress import Display, NoDisplay, RichDisplay, Tracker
 from .runner import Interruption
 
 PROG = "poetry-endpoints"
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 Outcome = Poem | PoetryError
 
@@ -143,8 +142,8 @@ class Fetch:
             self.display.stop()
         self._summarise(self.reactor.seconds() - started)
         if self.failed or self.delivered < len(self.sources):
-            return EXIT_FAILED
-        return EXIT_OK
+            return status.FAILED
+        return status.OK
 
     def _cancel_all(self) -> None:
         cancel_all(self._downloads)

@@ -12,12 +12,11 @@ from ..client import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, PoetryClient
 from ..errors import PoetryError
 from ..sources import Source
 from ..tls import trust_root
-from . import runner
+from . import runner, status
 from .fetch import PROG, Fetch, Presentation
 from .output import DirectoryOutput, one_line
 from .sizes import SIZE_FORMS, parse_size
 
-EXIT_USAGE = 2
 DEFAULT_MAX_BYTES = "16M"
 
 DESCRIPTION = """\
@@ -177,7 +176,7 @@ def add_parser(commands: Any) -> None:
 def _usage_error(message: str) -> int:
     sys.stderr.write(one_line(f"{PROG} get: {message}") + "\n")
     sys.stderr.flush()
-    return EXIT_USAGE
+    return status.USAGE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             invalid += 1
             _usage_error(f"invalid source {e}")
     if invalid:
-        return EXIT_USAGE
+        return status.USAGE
 
     output_dir = None
     if args.output_dir is not None:

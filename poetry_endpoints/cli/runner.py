@@ -23,9 +23,10 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from .status import FAILED, interrupted
+
 Command = Callable[[Any, "Interruption"], Coroutine[Any, Any, int]]
 
-EXIT_FAILED = 1
 
 
 class Interruption:
@@ -81,9 +82,13 @@ def run(
     *,
     signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
     reactor: Any = None,
+    interrupted_status: Callable[[int], int] = interrupted,
 ) -> int:
     """
     Run C{command} on the reactor until it finishes; return its exit status.
+
+    A run stopped by a signal returns C{interrupted_status(signum)}: 130
+    for SIGINT by default; a server, whose normal end is a signal, says 0.
 
     An unexpected exception (a bug) is printed with its traceback and gives
     exit status 1, unless the run was interrupted.
@@ -93,14 +98,14 @@ def run(
 
         reactor = default_reactor
     interruption = Interruption()
-    status = [EXIT_FAILED]
+    status = [FAILED]
     running: list[Deferred[int]] = []
     signalled: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if signalled:
             interruption.force()
-            os._exit(128 + signum)
+            os._exit(interrupted_status(signum))
         signalled.append(signum)
         reactor.callFromThread(interrupt, signum)
 
@@ -134,5 +139,5 @@ def run(
         for signum, old in previous.items():
             signal.signal(signum, old)
     if interruption.signal is not None:
-        return 128 + interruption.signal
+        return interrupted_status(interruption.signal)
     return status[0]

@@ -10,25 +10,19 @@ SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Any, TextIO
 
 from twisted.application.service import MultiService
-from twisted.internet.error import ReactorNotRunning
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import FileLogObserver, LogEvent, eventAsText, globalLogBeginner
-from twisted.python.failure import Failure
 
 from ..faults import FAULTS
 from ..server import DEFAULT_NUM_BYTES
 from ..service import DEFAULT_LISTEN, ConfigError, ServerConfig, build_server, when_listening
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from . import runner, status
 
 
 def add_parser(commands: Any) -> None:
@@ -126,57 +120,49 @@ def run_listening(command: str, build: Callable[[Any], MultiService]) -> int:
     @return: 0 after SIGINT or SIGTERM, 1 if a listener could not listen, 2
         if C{build} raised L{ConfigError}.
     """
-    from twisted.internet import reactor as _reactor
+    return runner.run(serving(command, build), interrupted_status=lambda signum: status.OK)
 
-    reactor: Any = _reactor
-    status = EXIT_OK
 
-    def stop() -> None:
+def serving(command: str, build: Callable[[Any], MultiService]) -> runner.Command:
+    """The command that runs C{build}'s service until the run is interrupted."""
+
+    async def serve(reactor: Any, interruption: runner.Interruption) -> int:
         try:
-            reactor.stop()
-        except ReactorNotRunning:
-            pass
-
-    # Installed first, so that a signal that comes early still stops cleanly;
-    # and ourselves, because a background process starts with SIGINT ignored.
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        reactor.callFromThread(stop)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
-    try:
-        service = build(reactor)
-    except ConfigError as e:
-        print(f"poetry-endpoints {command}: error: {e}", file=sys.stderr, flush=True)
-        return EXIT_USAGE
-
-    def report(sources: list[str]) -> None:
-        try:
-            for source in sources:
-                print(f"listening on {source}", flush=True)
-        except OSError:
-            pass  # nobody reads stdout any more; serving goes on
-
-    def cannot_listen(failure: Failure) -> None:
-        nonlocal status
-        status = EXIT_FAILED
-        print(
-            f"poetry-endpoints {command}: error: {failure.getErrorMessage()}",
-            file=sys.stderr,
-            flush=True,
-        )
-        stop()
-
-    def start() -> None:
+            service = build(reactor)
+        except ConfigError as e:
+            _complain(command, str(e))
+            return status.USAGE
+        globalLogBeginner.beginLoggingTo([terse_observer(sys.stderr)], redirectStandardIO=False)
         service.startService()
-        when_listening(service).addCallbacks(report, cannot_listen)
+        try:
+            try:
+                sources = await when_listening(service)
+            except CancelledError:
+                raise
+            except Exception as e:  # CannotListenError and kin, one line each
+                _complain(command, str(e))
+                return status.FAILED
+            _announce(sources)
+            await Deferred()  # serve until a signal cancels this
+            raise AssertionError("unreachable")
+        finally:
+            stopped = service.stopService()
+            if stopped is not None:
+                await stopped
 
-    globalLogBeginner.beginLoggingTo([terse_observer(sys.stderr)], redirectStandardIO=False)
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    reactor.callWhenRunning(start)
-    reactor.run(installSignalHandlers=False)
-    return status
+    return serve
+
+
+def _announce(sources: list[str]) -> None:
+    try:
+        for source in sources:
+            print(f"listening on {source}", flush=True)
+    except OSError:
+        pass  # nobody reads stdout any more; serving goes on
+
+
+def _complain(command: str, message: str) -> None:
+    print(f"poetry-endpoints {command}: error: {message}", file=sys.stderr, flush=True)
 
 
 def terse_observer(stream: TextIO) -> FileLogObserver:
