@@ -23,7 +23,11 @@ def parse_size(text: str) -> int:
     match = _SIZE.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"{text!r} is not a size; expected {SIZE_FORMS}")
-    size = int(match["number"]) * _UNITS[match["unit"].lower()]
+    try:
+        number = int(match["number"])
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        raise ValueError(f"{text!r} is not a size; expected {SIZE_FORMS}") from None
+    size = number * _UNITS[match["unit"].lower()]
     if size < 1:
         raise ValueError(f"{text!r} is not a size of at least one byte")
     return size
