@@ -1,0 +1,398 @@
+"""
+Hostile servers and bad input against ``poetry-endpoints get`` as a subprocess (issue 5).
+
+One run mixes good servers (``serve`` over TCP and a Unix socket) with every
+``serve --fault`` mode, a refused port, a missing Unix socket and a name that
+does not resolve (the test network guard fails it without a DNS query).  For
+each source it checks the kind and a message naming the source, that good
+poems arrive byte for byte, the exit status, that the run ends within the
+configured timeouts plus a margin, and that nothing prints a traceback.
+
+The client's peak memory is read from the kernel (``wait4``'s ``ru_maxrss``),
+so "the endless server cannot fill the client's memory" is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pytest
+from loopback_servers import refused_port
+from serve_process import Running, cli
+
+from conftest import subprocess_env
+from poetry_endpoints.faults import FAULTS, with_escapes
+
+WAIT = 30.0
+#: The limits every run here is given; the bound on a run's wall time follows from them.
+TIMEOUT = 3.0
+LIMITS = ["--timeout", f"{TIMEOUT:g}", "--idle-timeout", "1", "--max-bytes", "64K"]
+#: Generous: this bounds hanging (a run stuck on a server that never ends), not speed.
+MARGIN = 10.0
+MIB = 1024 * 1024
+
+TCP_POEM = "Good poem over TCP, caf\u00e9 \u2014 \u00fcber alles\nsecond line\n".encode()
+UNIX_POEM = "Good poem over a Unix socket, with no final newline: \u00e6\u00f8\u00e5".encode()
+FAULT_POEM = b"The poem a faulty server mangles,\nline two,\nline three.\n"
+NOWHERE = "poetry-nowhere.invalid:10000"
+
+#: What each fault mode must come to: a failure kind, or the exact bytes of a poem.
+FAULT_OUTCOMES: dict[str, str | bytes] = {
+    "stall": "timeout",
+    "hang": "timeout",
+    "reset": "incomplete",
+    "endless": "too-large",
+    "bad-utf8": "decode",
+    "escapes": with_escapes(FAULT_POEM),
+    "empty": b"",
+}
+
+FAILURE_LINE = re.compile(
+    r"poetry-endpoints: (?P<source>\S+): (?P<reason>.+) \[(?P<kind>[a-z-]+)\]"
+)
+
+
+def test_every_fault_mode_is_covered() -> None:
+    assert set(FAULT_OUTCOMES) == set(FAULTS)
+
+
+@dataclass
+class Outcome:
+    """A finished CLI run, with its wall time and the peak resident memory of the process."""
+
+    status: int
+    stdout: bytes
+    stderr: bytes
+    elapsed: float
+    max_rss: int  # bytes
+
+
+def run_get(*args: str, stdout: int | IO[bytes] | None = None, timeout: float = WAIT) -> Outcome:
+    """
+    Run ``get ARGS`` to the end and measure it.
+
+    The process is reaped with C{os.wait4} to learn its own peak memory, so
+    its output goes to temporary files (a pipe nobody reads would block it).
+    With C{stdout} given (a pty), stdout goes there instead and is returned empty.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            cli("get", *args),
+            stdin=subprocess.DEVNULL,
+            stdout=out if stdout is None else stdout,
+            stderr=err,
+            env=subprocess_env(),
+        )
+        deadline = started + timeout
+        while True:
+            pid, wait_status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait(WAIT)
+                raise AssertionError(f"get {args} did not finish within {timeout} s")
+            time.sleep(0.01)
+        elapsed = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(wait_status)
+        out.seek(0)
+        err.seek(0)
+        return Outcome(
+            status=process.returncode,
+            stdout=out.read(),
+            stderr=err.read(),
+            elapsed=elapsed,
+            max_rss=usage.ru_maxrss * 1024,  # kibibytes on Linux
+        )
+
+
+def assert_no_traceback(outcome: Outcome) -> None:
+    assert b"Traceback" not in outcome.stderr, outcome.stderr.decode()
+
+
+@dataclass
+class Servers:
+    """The sources of one mixed run, in argument order, and what each must give."""
+
+    expected: dict[str, str | bytes]  # source -> failure kind, or the poem's bytes
+    by_fault: dict[str, str]  # fault mode -> its source
+    tcp: str
+    unix: str
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.expected)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    where = tmp_path_factory.mktemp("adversarial")
+    # Unix socket paths are limited to ~100 bytes; pytest's temporary paths can be longer.
+    sockets = Path(tempfile.mkdtemp(prefix="poetry-adv-"))
+    files = {}
+    for name, data in [("tcp", TCP_POEM), ("unix", UNIX_POEM), ("fault", FAULT_POEM)]:
+        files[name] = where / f"{name}.txt"
+        files[name].write_bytes(data)
+    loopback = "tcp:0:interface=127.0.0.1"
+    with ExitStack() as stack:
+        # Start every server first, then read their addresses: they boot in parallel.
+        good_tcp = stack.enter_context(Running(cli("serve", "-l", loopback, str(files["tcp"]))))
+        good_unix = stack.enter_context(
+            Running(cli("serve", "-l", f"unix:{sockets / 'good.sock'}", str(files["unix"])))
+        )
+        faulty = {
+            mode: stack.enter_context(
+                Running(cli("serve", "-l", loopback, "--fault", mode, str(files["fault"])))
+            )
+            for mode in FAULT_OUTCOMES
+        }
+        (tcp,) = good_tcp.sources(1)
+        (unix,) = good_unix.sources(1)
+        by_fault = {mode: server.sources(1)[0] for mode, server in faulty.items()}
+        expected: dict[str, str | bytes] = {tcp: TCP_POEM}
+        for mode, source in by_fault.items():
+            expected[source] = FAULT_OUTCOMES[mode]
+        expected[f"tcp:127.0.0.1:{refused_port()}"] = "connect-failed"
+        expected[unix] = UNIX_POEM
+        expected[f"unix:{sockets / 'missing.sock'}"] = "connect-failed"
+        expected[NOWHERE] = "connect-failed"
+        yield Servers(expected, by_fault, tcp, unix)
+        for server in [good_tcp, good_unix, *faulty.values()]:
+            assert server.stop() == 0
+            assert "Traceback" not in server.stderr, server.stderr
+    os.rmdir(sockets)
+
+
+def test_mixed_run_as_json_lines(servers: Servers) -> None:
+    outcome = run_get("--json", *LIMITS, *servers.sources)
+
+    assert outcome.status == 1
+    assert outcome.elapsed < TIMEOUT + MARGIN, "the run outlived its timeouts"
+    assert_no_traceback(outcome)
+    records = [json.loads(line) for line in outcome.stdout.decode().splitlines()]
+    assert [r["source"] for r in records] == servers.sources  # one each, in argument order
+    for record in records:
+        wanted = servers.expected[record["source"]]
+        if isinstance(wanted, bytes):
+            assert record["ok"] is True, record
+            assert record["poem"] == wanted.decode()
+            assert record["bytes"] == len(wanted)
+        else:
+            assert record == {
+                "source": record["source"],
+                "ok": False,
+                "kind": wanted,
+                "message": record["message"],
+            }
+            assert record["message"].startswith(f"{record['source']}: "), record
+            assert "\n" not in record["message"]
+    # The failures are on stderr as well, one line each, in argument order.
+    failed = [s for s, wanted in servers.expected.items() if isinstance(wanted, str)]
+    lines = outcome.stderr.decode().splitlines()
+    assert [FAILURE_LINE.fullmatch(line) is not None for line in lines] == [True] * len(failed)
+    assert [(m["source"], m["kind"]) for m in map(FAILURE_LINE.fullmatch, lines) if m] == [
+        (source, servers.expected[source]) for source in failed
+    ]
+
+
+def test_mixed_run_as_text_delivers_the_bytes_as_served(servers: Servers) -> None:
+    outcome = run_get(*LIMITS, *servers.sources)
+
+    assert outcome.status == 1
+    assert outcome.elapsed < TIMEOUT + MARGIN
+    assert_no_traceback(outcome)
+    # On a pipe every good poem is the exact bytes served, escapes included,
+    # with a newline added where one is missing, in argument order.
+    poems = [wanted for wanted in servers.expected.values() if isinstance(wanted, bytes)]
+    assert outcome.stdout == b"".join(p if p.endswith(b"\n") else p + b"\n" for p in poems)
+    assert with_escapes(FAULT_POEM) in outcome.stdout
+    kinds = [FAILURE_LINE.fullmatch(line) for line in outcome.stderr.decode().splitlines()]
+    assert [(m["source"], m["kind"]) if m else None for m in kinds] == [
+        (s, wanted) for s, wanted in servers.expected.items() if isinstance(wanted, str)
+    ]
+
+
+def test_the_failure_reasons_say_what_happened(servers: Servers) -> None:
+    faults = servers.by_fault
+    outcome = run_get(
+        "--json",
+        *LIMITS,
+        faults["stall"],
+        faults["hang"],
+        faults["reset"],
+        faults["endless"],
+        faults["bad-utf8"],
+        NOWHERE,
+    )
+    assert outcome.status == 1
+    messages = [json.loads(line)["message"] for line in outcome.stdout.decode().splitlines()]
+    stall, hang, reset, endless, bad_utf8, nowhere = messages
+    assert "no data for 1 s" in stall and "after 0 bytes" in stall
+    assert "no data for 1 s" in hang and f"after {len(FAULT_POEM) // 2} bytes" in hang
+    assert "incomplete" in reset
+    assert "65536" in endless and "aborted" in endless
+    assert "utf-8" in bad_utf8
+    assert "did not resolve" in nowhere
+
+
+def _read_pty(fd: int, deadline: float) -> bytes:
+    """Everything written to the pty until its other end closes (or the deadline)."""
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the last writer has gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_escapes_reach_a_terminal_only_as_visible_text(servers: Servers) -> None:
+    controller, terminal = pty.openpty()
+    shown: list[bytes] = []
+    # Read while it runs: a pty's buffer is small, and a full one would block the writer.
+    reader = threading.Thread(
+        target=lambda: shown.append(_read_pty(controller, time.monotonic() + WAIT)), daemon=True
+    )
+    reader.start()
+    try:
+        try:
+            outcome = run_get(*LIMITS, servers.by_fault["escapes"], stdout=terminal)
+        finally:
+            os.close(terminal)
+        reader.join(WAIT)
+    finally:
+        os.close(controller)
+    assert outcome.status == 0, outcome.stderr
+    assert_no_traceback(outcome)
+    text = b"".join(shown).replace(b"\r\n", b"\n")
+    assert b"\\x1b]0;pwned\\x07\\x1b[2J\\x1b[H\\x1b[31mThe poem a faulty server mangles," in text
+    assert b"\\x9b2J\\x7f\\x0dgotcha\\x07\\x1b[0m" in text
+    # Not one control byte but the line ends went to the terminal.
+    assert not re.search(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]", text), text
+
+
+def test_the_endless_server_cannot_fill_the_clients_memory(servers: Servers) -> None:
+    # No time limit at all: only the cap (the default 16M) can end this run.
+    baseline = run_get("--idle-timeout", "0", servers.tcp)
+    endless = run_get("--idle-timeout", "0", "--json", servers.by_fault["endless"])
+
+    assert baseline.status == 0 and baseline.stdout == TCP_POEM
+    assert endless.status == 1
+    assert_no_traceback(endless)
+    assert json.loads(endless.stdout)["kind"] == "too-large"
+    # The cap is 16 MiB: the poem so far, and a copy while it is joined, at most.
+    assert endless.max_rss < baseline.max_rss + 48 * MIB, (endless.max_rss, baseline.max_rss)
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """A gzip member of C{size} zero bytes (whole MiBs) in about size/1000 bytes."""
+    zeros = bytes(MIB)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    # After a full flush the compressor starts afresh, so every MiB packs the same.
+    block = packer.compress(zeros) + packer.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(size // MIB):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return header + block * (size // MIB) + packer.flush() + trailer
+
+
+class _OneResponseHTTPServer:
+    """Answers every HTTP request on 127.0.0.1 with the same raw response, in a thread."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(WAIT)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/poem"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:
+            return
+        with connection:
+            connection.settimeout(WAIT)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            try:
+                connection.sendall(self.response)
+            except OSError:  # the client aborted, as it should, once over its cap
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(WAIT)
+
+
+def test_a_gzip_bomb_is_too_large_after_one_read_inflates() -> None:
+    bomb = _gzip_bomb(1024 * MIB)
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Encoding: gzip\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(bomb)
+    )
+    server = _OneResponseHTTPServer(head + bomb)
+    try:
+        outcome = run_get("--json", *LIMITS, server.url)
+    finally:
+        server.close()
+    assert outcome.status == 1
+    assert_no_traceback(outcome)
+    assert json.loads(outcome.stdout)["kind"] == "too-large"
+    # treq inflates each read whole before the cap sees it: a 64 KiB read of
+    # zeros becomes about 64 MiB.  That much, not the gibibyte, is the cost.
+    assert outcome.max_rss < 300 * MIB, outcome.max_rss
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["tpc:localhost:10000"],
+        ["tcp:localhost", "tcp:127.0.0.1:abc", "localhost:http"],
+        ["70000", "", "unix:"],
+    ],
+)
+def test_malformed_sources_exit_2_and_nothing_connects(servers: Servers, bad: list[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        good = f"tcp:127.0.0.1:{listener.getsockname()[1]}"
+        outcome = run_get("--json", *LIMITS, good, *bad, servers.by_fault["stall"], servers.tcp)
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing ever knocked
+            listener.accept()
+    assert outcome.status == 2
+    assert outcome.stdout == b""
+    assert_no_traceback(outcome)
+    lines = outcome.stderr.decode().splitlines()
+    assert len(lines) == len(bad)
+    for text, line in zip(bad, lines, strict=True):
+        assert line.startswith(f"poetry-endpoints get: invalid source {text}: "), line
