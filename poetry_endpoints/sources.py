@@ -42,6 +42,8 @@ ACCEPTED_FORMS = (
     "another installed endpoint type, HOST:PORT, [IPV6]:PORT or PORT"
 )
 
+#: Endpoint types clientFromString knows without plugins.
+_BUILTIN_TYPES = frozenset({"tcp", "ssl", "unix"})
 #: Endpoint types whose second and third fields are a host and a TCP port.
 _HOST_PORT_TYPES = frozenset({"tcp", "ssl", "tls"})
 
@@ -79,7 +81,7 @@ def endpoint_types() -> frozenset[str]:
     """Lower-case names of every client endpoint type clientFromString accepts."""
     plugins = getPlugins(IStreamClientEndpointStringParserWithReactor)
     names = {plugin.prefix.lower() for plugin in plugins}
-    return frozenset(names | {"tcp", "ssl", "unix"})
+    return frozenset(names | _BUILTIN_TYPES)
 
 
 def describe_endpoint(endpoint: IStreamClientEndpoint) -> str:
@@ -119,7 +121,9 @@ def parse_source(
     scheme, colon, _ = text.partition(":")
     if scheme.lower() in ("http", "https"):
         return HTTPSource(source, _check_url(source, text))
-    if colon and scheme.lower() in endpoint_types():
+    # Built-in types first: the plugin scan imports every endpoint plugin
+    # (TLS included), a start-up cost a tcp: or unix: source need not pay.
+    if colon and (scheme.lower() in _BUILTIN_TYPES or scheme.lower() in endpoint_types()):
         return EndpointSource(source, _from_description(reactor, source, text, cacert))
     return EndpointSource(source, _from_shorthand(reactor, source, text))
 
