@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from OpenSSL import SSL
 from service_identity import CertificateError, VerificationError
 from twisted.internet import error
@@ -51,6 +53,8 @@ def describe(failure: Failure) -> str:
         return "connection attempt timed out"
     if isinstance(value, error.NoRouteError):
         return "no route to host"
+    if getattr(value, "osError", None) == errno.ECONNRESET:
+        return "connection reset by peer"
     if isinstance(value, FileNotFoundError) or "No such file" in text:
         return "no such socket file"
     for noise in ("An error occurred while connecting: ", "Connection was refused by other side: "):
@@ -65,6 +69,10 @@ def connect_error(source: str, failure: Failure) -> PoetryError:
     reason = tls_reason(failure)
     if reason is not None:
         return PoetryError(source, "tls", reason)
+    if getattr(failure.value, "osError", None) == errno.ECONNRESET:
+        # A reset refused nothing: the server accepted, then reset before the
+        # reactor saw the connection made (the kernel drops what it had sent).
+        return lost_error(source, failure, 0)
     return PoetryError(source, "connect-failed", f"could not connect: {describe(failure)}")
 
 
