@@ -14,6 +14,7 @@ so "the endless server cannot fill the client's memory" is measured, not assumed
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pty
@@ -35,9 +36,12 @@ from typing import IO
 import pytest
 from loopback_servers import refused_port
 from serve_process import Running, cli
+from twisted.internet import error
+from twisted.python.failure import Failure
 
 from conftest import subprocess_env
 from poetry_endpoints.faults import FAULTS, with_escapes
+from poetry_endpoints.reasons import connect_error
 
 WAIT = 30.0
 #: The limits every run here is given; the bound on a run's wall time follows from them.
@@ -396,3 +400,18 @@ def test_malformed_sources_exit_2_and_nothing_connects(servers: Servers, bad: li
     assert len(lines) == len(bad)
     for text, line in zip(bad, lines, strict=True):
         assert line.startswith(f"poetry-endpoints get: invalid source {text}: "), line
+
+
+def test_a_reset_seen_while_connecting_is_incomplete_not_connect_failed() -> None:
+    # Across processes the reset fault's RST can arrive before the client's
+    # reactor sees the connection made: Twisted then reports a ConnectError
+    # with ECONNRESET.  The server had accepted, so nothing was refused.
+    failure = Failure(error.getConnectError(OSError(errno.ECONNRESET, "Connection reset by peer")))
+    lost = connect_error("tcp:127.0.0.1:1", failure)
+    assert lost.kind == "incomplete"
+    assert str(lost) == (
+        "tcp:127.0.0.1:1: connection lost after 0 bytes (connection reset by peer); "
+        "poem incomplete"
+    )
+    refused = Failure(error.getConnectError(OSError(errno.ECONNREFUSED, "Connection refused")))
+    assert connect_error("tcp:127.0.0.1:1", refused).kind == "connect-failed"
