@@ -269,6 +269,8 @@ class PoetryClient:
                 "decode",
                 f"not valid {encoding}: {e.reason} at byte {e.start} of {len(data)}",
             ) from None
+        except UnicodeError as e:  # codecs such as punycode and undefined raise the base class
+            raise PoetryError(source.name, "decode", f"not valid {encoding}: {e}") from None
         return Poem(source.name, data, text, elapsed, encoding)
 
 
