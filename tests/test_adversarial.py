@@ -415,3 +415,27 @@ def test_a_reset_seen_while_connecting_is_incomplete_not_connect_failed() -> Non
     )
     refused = Failure(error.getConnectError(OSError(errno.ECONNREFUSED, "Connection refused")))
     assert connect_error("tcp:127.0.0.1:1", refused).kind == "connect-failed"
+
+
+@pytest.mark.parametrize(
+    ("charset", "body"),
+    [("undefined", b"any poem\n"), ("punycode", b"abc-99999999999"), ("uu_codec", b"x\n")],
+)
+def test_a_charset_chosen_to_break_the_decoder_is_a_decode_failure(
+    charset: str, body: bytes
+) -> None:
+    # Codecs that raise UnicodeError (not UnicodeDecodeError), or are not text codecs.
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=%s\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (charset.encode(), len(body))
+    )
+    server = _OneResponseHTTPServer(head + body)
+    try:
+        outcome = run_get("--json", *LIMITS, server.url)
+    finally:
+        server.close()
+    assert outcome.status == 1
+    assert_no_traceback(outcome)
+    record = json.loads(outcome.stdout)
+    assert record["kind"] == "decode", record
+    assert charset in record["message"]
