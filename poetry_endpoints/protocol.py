@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
@@ -15,6 +16,10 @@ from .reasons import lost_error
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes received so far, after each read."""
+
+#: Once a poem has brought this many bytes, it is read C{BIG_READ} at a time.
+BIG_POEM = 1024 * 1024
+BIG_READ = 1024 * 1024
 
 
 class PoetryProtocol(Protocol):
@@ -54,6 +59,7 @@ class PoetryProtocol(Protocol):
         # (the classic `poem += data`) copies the whole poem on every read.
         self._chunks: list[bytes] = []
         self._idle_call: IDelayedCall | None = None
+        self._read_bigger_at = BIG_POEM
 
     def connectionMade(self) -> None:
         if self._idle_timeout is not None and self.finished is not None:
@@ -74,6 +80,8 @@ class PoetryProtocol(Protocol):
             )
             return
         self._chunks.append(data)
+        if self.received >= self._read_bigger_at:
+            self._read_bigger()
         if self._idle_call is not None:
             self._idle_call.reset(self._idle_timeout)  # type: ignore[arg-type]
         if self._progress is not None:
@@ -108,6 +116,16 @@ class PoetryProtocol(Protocol):
     def abort_transport(self) -> None:
         """Cut the connection at once (RST), without waiting for buffers."""
         self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _read_bigger(self) -> None:
+        # The reactor's TCP and Unix transports read bufferSize (64 KiB) per
+        # call; a long poem takes fewer trips through the reactor in bigger
+        # pieces.  Short poems keep the default: a big read buffer costs an
+        # mmap per read, which many small downloads would pay.
+        self._read_bigger_at = sys.maxsize
+        size = getattr(self.transport, "bufferSize", None)
+        if isinstance(size, int) and size < BIG_READ:
+            setattr(self.transport, "bufferSize", BIG_READ)  # noqa: B010
 
     def _idled(self) -> None:
         self._idle_call = None

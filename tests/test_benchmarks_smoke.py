@@ -1,0 +1,82 @@
+"""
+The benchmark suite runs end to end in its quickest mode.
+
+Not a timed test: it checks that one command starts the server, runs every
+client in its own process and writes the JSON with every measurement, not
+how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import subprocess_env
+
+ROOT = Path(__file__).resolve().parent.parent
+LARGE_CLIENTS = {"poetry_endpoints", "asyncio", "classic", "floor"}
+MANY_VARIANTS = {"endpoints tcp:", "endpoints HOST:PORT", "asyncio"}
+
+
+def test_quick_run_writes_every_number(tmp_path: Path) -> None:
+    output = tmp_path / "results" / "latest.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(output.read_text())
+
+    assert set(doc["large"]) == LARGE_CLIENTS
+    for name, row in doc["large"].items():
+        assert row["mb_per_s"] > 0, name
+        assert row["median_wall_s"] > 0, name
+        assert row["baseline_rss_bytes"] > 0, name
+        assert row["median_peak_rss_bytes"] > 0, name
+
+    sizes = {str(size) for size in doc["config"]["growth"]}
+    assert set(doc["growth"]) == LARGE_CLIENTS
+    for name, row in doc["growth"].items():
+        assert set(row["median_wall_s"]) >= sizes, name
+        assert all(wall > 0 for wall in row["median_wall_s"].values()), name
+        assert isinstance(row["exponent"], float), name
+
+    assert set(doc["many"]) == MANY_VARIANTS
+    for name, row in doc["many"].items():
+        assert row["median_wall_s"] > 0, name
+        assert row["median_cpu_s"] > 0, name
+
+    assert len(doc["targets"]) == 6
+    assert all(isinstance(t["value"], float) and t["value"] > 0 for t in doc["targets"])
+    # The table names every client and every target, with its mark.
+    for name in LARGE_CLIENTS | MANY_VARIANTS:
+        assert name in done.stdout
+    for target in doc["targets"]:
+        assert target["name"] in done.stdout
+    assert ("PASS" in done.stdout) or ("FAIL" in done.stdout)
+
+
+def test_a_second_run_compares_with_the_first(tmp_path: Path) -> None:
+    output = tmp_path / "latest.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick"]
+    for _ in range(2):
+        done = subprocess.run(
+            [*command, "--output", str(output)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env=subprocess_env(),
+        )
+        assert done.returncode == 0, done.stderr
+    previous = json.loads((tmp_path / "previous.json").read_text())
+    assert set(previous["large"]) == LARGE_CLIENTS
+    # Each target's row ends with the first run's value, not a dash.
+    for target in previous["targets"]:
+        (row,) = [line for line in done.stdout.splitlines() if target["name"] in line]
+        assert not row.rstrip().endswith("-"), row
