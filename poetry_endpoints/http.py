@@ -10,11 +10,13 @@ from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectError
 from twisted.python.failure import Failure
+from twisted.web._newclient import HEADER, STATUS, HTTP11ClientProtocol
 from twisted.web.client import (
     Agent,
     BrowserLikeRedirectAgent,
     HTTPConnectionPool,
     ResponseDone,
+    _HTTP11ClientFactory,
 )
 from twisted.web.error import InfiniteRedirection, RedirectWithNoLocation
 from twisted.web.http import PotentialDataLoss
@@ -34,6 +36,38 @@ if TYPE_CHECKING:
 MAX_REDIRECTS = 20
 #: How much of a non-2xx response's body is read before the connection is cut.
 ERROR_BODY_MAX_BYTES = 64 * 1024
+#: The most a response's status line and headers may take.  Twisted's client
+#: sets no limit, so a server sending headers forever would fill the memory.
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class ResponseHeadTooLarge(Exception):
+    """A response's status line and headers went past L{MAX_HEAD_BYTES}."""
+
+
+class _BoundedHeadProtocol(HTTP11ClientProtocol):
+    """An HTTP/1.1 client connection that gives up on a response head past L{MAX_HEAD_BYTES}."""
+
+    def __init__(self, quiescentCallback: Any) -> None:
+        HTTP11ClientProtocol.__init__(self, quiescentCallback)
+        self._head_of: object = None  # the parser the count below belongs to
+        self._head_bytes = 0
+
+    def dataReceived(self, bytes: bytes) -> None:
+        HTTP11ClientProtocol.dataReceived(self, bytes)
+        parser = self._parser
+        if parser is None or parser.state not in (STATUS, HEADER):
+            return
+        if parser is not self._head_of:  # a new request on a reused connection
+            self._head_of, self._head_bytes = parser, 0
+        self._head_bytes += len(bytes)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            HTTP11ClientProtocol._giveUp(self, Failure(ResponseHeadTooLarge()))
+
+
+class _BoundedHeadFactory(_HTTP11ClientFactory):
+    def buildProtocol(self, addr: object) -> HTTP11ClientProtocol:
+        return _BoundedHeadProtocol(self._quiescentCallback)
 
 
 class HTTPBodyProtocol(PoetryProtocol):
@@ -60,6 +94,7 @@ class HTTPFetcher:
     def __init__(self, client: PoetryClient) -> None:
         self._client = client
         self.pool = HTTPConnectionPool(client.reactor, persistent=True)
+        self.pool._factory = _BoundedHeadFactory
         agent = Agent(
             client.reactor,
             contextFactory=VerifyingPolicy(trust_root(client.cacert)),
@@ -155,6 +190,14 @@ def _request_failed(failure: Failure, source: HTTPSource) -> Failure:
         if cause.check(CancelledError):
             return Failure(PoetryError(source.name, "cancelled", "cancelled before the response"))
     for cause in causes:
+        if cause.check(ResponseHeadTooLarge):
+            return Failure(
+                PoetryError(
+                    source.name,
+                    "too-large",
+                    f"response headers exceed {MAX_HEAD_BYTES} bytes; connection closed",
+                )
+            )
         if cause.check(InfiniteRedirection):
             return Failure(
                 PoetryError(source.name, "http-status", f"more than {MAX_REDIRECTS} redirects")
