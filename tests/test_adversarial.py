@@ -439,3 +439,46 @@ def test_a_charset_chosen_to_break_the_decoder_is_a_decode_failure(
     record = json.loads(outcome.stdout)
     assert record["kind"] == "decode", record
     assert charset in record["message"]
+
+
+class _HeaderFlood(_OneResponseHTTPServer):
+    """Answers with a status line, then header lines for ever."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        super().__init__(b"HTTP/1.1 200 OK\r\n")
+
+    def _serve(self) -> None:
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:
+            return
+        with connection:
+            connection.recv(65536)
+            lines = (b"X-Flood: " + b"y" * 1000 + b"\r\n") * 64
+            try:
+                connection.sendall(self.response)
+                while not self.stop.is_set():
+                    connection.sendall(lines)
+            except OSError:  # the client gave up, as it should
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        super().close()
+
+
+def test_endless_response_headers_are_too_large_not_a_memory_leak() -> None:
+    # The cap is on the body; Twisted's client sets no limit on the head.
+    server = _HeaderFlood()
+    try:
+        outcome = run_get("--json", "--idle-timeout", "5", server.url)
+    finally:
+        server.close()
+    assert outcome.status == 1
+    assert_no_traceback(outcome)
+    record = json.loads(outcome.stdout)
+    assert record["kind"] == "too-large", record
+    assert "headers" in record["message"]
+    # Unchecked, the flood grew the client by about 300 MiB a second.
+    assert outcome.max_rss < 150 * MIB, outcome.max_rss
