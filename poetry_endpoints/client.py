@@ -32,6 +32,7 @@ from .errors import RETRYABLE, PoetryError
 from .poem import Poem
 from .protocol import PoetryProtocol, ProgressCallback
 from .reasons import connect_error
+from .resolving import sharing_resolution
 from .sources import EndpointSource, HTTPSource, Source, parse_source
 from .tls import trust_root
 
@@ -104,6 +105,9 @@ class PoetryClient:
         if cacert is not None:
             trust_root(cacert)  # OSError or ValueError now, not on the first TLS source
         self.reactor = reactor
+        #: What endpoints are built with: the reactor, with name lookups
+        #: shared by all of this client's downloads.
+        self.endpoint_reactor = sharing_resolution(reactor)
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.max_bytes = max_bytes
@@ -128,7 +132,7 @@ class PoetryClient:
         # theirs); parsing costs more than connecting on loopback.
         parsed = self._parsed.get(source)
         if parsed is None:
-            parsed = parse_source(self.reactor, source, cacert=self.cacert)
+            parsed = parse_source(self.endpoint_reactor, source, cacert=self.cacert)
             if len(self._parsed) >= _PARSED_CACHE_SIZE:
                 self._parsed.clear()
             self._parsed[source] = parsed

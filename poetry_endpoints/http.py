@@ -96,7 +96,7 @@ class HTTPFetcher:
         self.pool = HTTPConnectionPool(client.reactor, persistent=True)
         self.pool._factory = _BoundedHeadFactory
         agent = Agent(
-            client.reactor,
+            client.endpoint_reactor,
             contextFactory=VerifyingPolicy(trust_root(client.cacert)),
             pool=self.pool,
         )

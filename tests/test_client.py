@@ -737,3 +737,50 @@ def test_elapsed_excludes_waiting_for_a_slot() -> None:
     net.close(1)
     assert first.poem.elapsed == 5.0
     assert second.poem.elapsed == 1.5
+
+
+# --- name lookups shared within one client (issue 6) ----------------------------------------
+
+
+def test_concurrent_downloads_of_one_name_share_one_lookup() -> None:
+    net = NamedNet()
+    results = [net.get("poetry:10000") for _ in range(5)]
+    assert len(net.reactor.nameResolver.pending) == 1
+    net.reactor.nameResolver.answer("127.0.0.1")
+    assert net.attempts == 5
+    assert all(client[:2] == ("127.0.0.1", 10000) for client in net.reactor.tcpClients)
+    for i in range(5):
+        net.serve(i, b"shared")
+    assert [r.poem.data for r in results] == [b"shared"] * 5
+    assert net.idle()
+
+
+def test_a_resolved_name_is_reused_for_a_minute_then_asked_again() -> None:
+    net = NamedNet()
+    first = net.get("poetry:10000")
+    net.reactor.nameResolver.answer("127.0.0.1")
+    net.serve(0, b"one")
+    assert first.poem.data == b"one"
+    second = net.get("poetry:10000")
+    assert net.reactor.nameResolver.pending == []  # answered from memory
+    net.serve(1, b"two")
+    assert second.poem.data == b"two"
+    net.reactor.advance(61)
+    net.get("poetry:10000")
+    assert len(net.reactor.nameResolver.pending) == 1
+
+
+def test_a_name_that_did_not_resolve_is_asked_again() -> None:
+    net = NamedNet()
+    first = net.get("poetry:10000")
+    net.reactor.nameResolver.answer()
+    assert first.error.kind == "connect-failed"
+    net.get("poetry:10000")
+    assert len(net.reactor.nameResolver.pending) == 1
+
+
+def test_other_clients_do_not_share_lookups() -> None:
+    net = NamedNet()
+    net.get("poetry:10000")
+    PoetryClient(net.reactor).get("poetry:10000")
+    assert len(net.reactor.nameResolver.pending) == 2
