@@ -47,6 +47,7 @@ LARGE_CLIENTS = {
 MANY_VARIANTS = {
     "endpoints tcp:": ("endpoints.py", ["--form", "tcp"]),
     "endpoints HOST:PORT": ("endpoints.py", ["--form", "shorthand"]),
+    "endpoints localhost:PORT": ("endpoints.py", ["--form", "name"]),
     "asyncio": ("asyncio_streams.py", []),
 }
 

@@ -17,7 +17,7 @@ from conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parent.parent
 LARGE_CLIENTS = {"poetry_endpoints", "asyncio", "classic", "floor"}
-MANY_VARIANTS = {"endpoints tcp:", "endpoints HOST:PORT", "asyncio"}
+MANY_VARIANTS = {"endpoints tcp:", "endpoints HOST:PORT", "endpoints localhost:PORT", "asyncio"}
 
 
 def test_quick_run_writes_every_number(tmp_path: Path) -> None:
