@@ -11,15 +11,27 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import demo, get, proxy, serve
 
 COMMANDS = {"get": get, "serve": serve, "demo": demo, "proxy": proxy}
 
 
+class _Parser(argparse.ArgumentParser):
+    """An C{ArgumentParser} for which ``--opt=--`` is a usage error, not an empty list."""
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Python before 3.12 strips the "--" of "--max-bytes=--" and returns [],
+        # unchecked by the option's type, which later failed with a traceback.
+        if action.nargs is None and action.option_strings and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser for every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="poetry-endpoints",
         description="Get Poetry Now! Download poems from Twisted endpoints and URLs, "
         "or serve them.",
