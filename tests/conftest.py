@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 NETGUARD = Path(__file__).parent / "netguard"
 
@@ -23,3 +26,15 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["NO_COLOR"] = "1"
     env.update(extra)
     return env
+
+
+def unix_socket_path(case: Any) -> str:
+    """
+    A fresh Unix socket path for a trial test, removed after it.
+
+    Not trial's C{mktemp}, which makes its folders under the working
+    directory (the checkout) and can make paths too long for a socket.
+    """
+    folder = tempfile.mkdtemp(prefix="poetry-test-")
+    case.addCleanup(shutil.rmtree, folder, True)
+    return os.path.join(folder, "poetry.sock")

@@ -23,7 +23,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from conftest import subprocess_env
+from conftest import subprocess_env, unix_socket_path
 from poetry_endpoints import Poem, PoetryError, get_poetry
 from poetry_endpoints.faults import FaultyServerFactory
 from poetry_endpoints.proxy import UpstreamCache
@@ -57,7 +57,7 @@ class Chain(TestCase):
 
     async def upstream(self, factory: Any, unix: bool = False) -> str:
         if unix:
-            path = self.mktemp() + ".sock"
+            path = unix_socket_path(self)
             port = await UNIXServerEndpoint(reactor, path).listen(factory)
             source = f"unix:{path}"
         else:

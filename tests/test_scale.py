@@ -13,6 +13,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from conftest import unix_socket_path
 from poetry_endpoints import Poem, PoetryClient
 from poetry_endpoints.server import PoemFile, PoetryServerFactory
 
@@ -45,7 +46,7 @@ class TenThousandSourcesTests(TestCase):
         tcp = await serverFromString(reactor, "tcp:0:interface=127.0.0.1:backlog=1024").listen(
             factory
         )
-        socket_path = self.mktemp()
+        socket_path = unix_socket_path(self)
         unix = await serverFromString(reactor, f"unix:{socket_path}:backlog=1024").listen(factory)
         # Every tenth source sends more than the cap and is aborted, every
         # 25th is refused: the failure paths must release descriptors too.

@@ -17,6 +17,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
+from conftest import unix_socket_path
 from poetry_endpoints import get_poetry
 from poetry_endpoints.faults import FaultyServerFactory
 from poetry_endpoints.server import (
@@ -203,7 +204,7 @@ class Listening(TestCase):
     """L{ListeningService} and L{when_listening} on real loopback sockets."""
 
     async def test_listens_reports_a_source_that_reaches_it_and_stops(self) -> None:
-        socket_path = self.mktemp() + ".sock"
+        socket_path = unix_socket_path(self)
         service = build_server(
             reactor,
             ServerConfig(listen=("tcp:0:interface=127.0.0.1", f"unix:{socket_path}")),
