@@ -19,7 +19,6 @@ import json
 import os
 import pty
 import re
-import select
 import socket
 import struct
 import subprocess
@@ -36,6 +35,7 @@ from typing import IO
 import pytest
 from loopback_servers import refused_port
 from serve_process import Running, cli
+from terminal import read_pty
 from twisted.internet import error
 from twisted.python.failure import Failure
 
@@ -256,29 +256,12 @@ def test_the_failure_reasons_say_what_happened(servers: Servers) -> None:
     assert "did not resolve" in nowhere
 
 
-def _read_pty(fd: int, deadline: float) -> bytes:
-    """Everything written to the pty until its other end closes (or the deadline)."""
-    seen = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:  # EIO: the last writer has gone
-            break
-        if not chunk:
-            break
-        seen += chunk
-    return seen
-
-
 def test_escapes_reach_a_terminal_only_as_visible_text(servers: Servers) -> None:
     controller, terminal = pty.openpty()
     shown: list[bytes] = []
     # Read while it runs: a pty's buffer is small, and a full one would block the writer.
     reader = threading.Thread(
-        target=lambda: shown.append(_read_pty(controller, time.monotonic() + WAIT)), daemon=True
+        target=lambda: shown.append(read_pty(controller, time.monotonic() + WAIT)), daemon=True
     )
     reader.start()
     try:

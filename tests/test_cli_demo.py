@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
-import time
+
+from terminal import run_on_terminal
 
 from conftest import subprocess_env
 from poetry_endpoints.server import bundled_poems
@@ -41,33 +40,14 @@ def test_demo_prints_every_bundled_poem_and_cleans_up() -> None:
 
 
 def test_demo_on_a_terminal_shows_progress() -> None:
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
+    run = run_on_terminal(
         [sys.executable, "-m", "poetry_endpoints", "demo"],
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-        stdin=subprocess.DEVNULL,
+        terminal="stderr",
         env=subprocess_env(COLUMNS="120"),
+        timeout=WAIT,
     )
-    os.close(terminal)
-    shown = b""
-    try:
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], deadline - time.monotonic())
-            try:
-                chunk = os.read(controller, 65536) if ready else b""
-            except OSError:
-                chunk = b""
-            if not chunk:
-                break
-            shown += chunk
-        out, _ = process.communicate(timeout=WAIT)
-    finally:
-        process.kill()
-        process.wait(WAIT)
-        os.close(controller)
-    assert process.returncode == 0
+    shown = run.shown
+    assert run.returncode == 0
     assert b"receiving" in shown and b"bytes/s" in shown
     assert re.search(rb"poetry-endpoints: 5 poems \([0-9.]+ kB\) in [0-9.]+ s", shown)
-    assert len(re.findall(rb"^==> ", out, re.MULTILINE)) == len(bundled_poems())
+    assert len(re.findall(rb"^==> ", run.piped, re.MULTILINE)) == len(bundled_poems())

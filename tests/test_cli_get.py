@@ -11,7 +11,6 @@ import json
 import os
 import pty
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from loopback_servers import LoopbackServer, refused_port, servers
+from terminal import read_pty, run_on_terminal
 
 from conftest import subprocess_env
 
@@ -45,21 +45,9 @@ def stderr_lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
 
 
 def read_until(fd: int, wanted: bytes, deadline: float) -> bytes:
-    """Read from C{fd} until C{wanted} has appeared or the deadline passes."""
-    seen = b""
-    while wanted not in seen:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"{wanted!r} did not appear; got {seen!r}")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # a pty whose other end has closed
-                chunk = b""
-            if not chunk:
-                raise AssertionError(f"{wanted!r} did not appear before EOF; got {seen!r}")
-            seen += chunk
+    """Read from C{fd} until C{wanted} has appeared; fail if it does not by the deadline."""
+    seen = read_pty(fd, deadline, until=wanted)
+    assert wanted in seen, f"{wanted!r} did not appear; got {seen!r}"
     return seen
 
 
@@ -351,33 +339,10 @@ def test_a_piped_stdout_gets_the_bytes_unchanged() -> None:
 
 
 def _run_with_terminal_stderr(*args: str) -> tuple[int, bytes, bytes]:
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [*COMMAND, *args],
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-        stdin=subprocess.DEVNULL,
-        env=subprocess_env(COLUMNS="100"),
+    run = run_on_terminal(
+        [*COMMAND, *args], terminal="stderr", env=subprocess_env(COLUMNS="100"), timeout=WAIT
     )
-    os.close(terminal)
-    shown = b""
-    try:
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], deadline - time.monotonic())
-            try:
-                chunk = os.read(controller, 65536) if ready else b""
-            except OSError:
-                chunk = b""
-            if not chunk:
-                break
-            shown += chunk
-        out, _ = process.communicate(timeout=WAIT)
-    finally:
-        process.kill()
-        process.wait(WAIT)
-        os.close(controller)
-    return process.returncode, out, shown
+    return run.returncode, run.piped, run.shown
 
 
 def test_a_terminal_stderr_shows_progress_and_a_summary_and_q_silences_them() -> None:
