@@ -44,6 +44,17 @@ def stderr_lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
     return result.stderr.decode().splitlines()
 
 
+def start(*args: str) -> subprocess.Popen[bytes]:
+    """C{get ARGS} running, its stdout and stderr piped, no stdin."""
+    return subprocess.Popen(
+        [*COMMAND, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=subprocess_env(),
+    )
+
+
 def read_until(fd: int, wanted: bytes, deadline: float) -> bytes:
     """Read from C{fd} until C{wanted} has appeared; fail if it does not by the deadline."""
     seen = read_pty(fd, deadline, until=wanted)
@@ -68,13 +79,7 @@ def test_argument_order_even_when_a_later_source_finishes_first() -> None:
         LoopbackServer(b"slow, no newline", gate=gate) as slow,
         LoopbackServer(b"fast\n") as fast,
     ):
-        process = subprocess.Popen(
-            [*COMMAND, slow.source, fast.source],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-        )
+        process = start(slow.source, fast.source)
         try:
             assert fast.finished.wait(WAIT)  # the fast poem is whole before the slow one
             gate.set()
@@ -92,13 +97,7 @@ def test_as_completed_prints_each_poem_when_it_is_whole() -> None:
         LoopbackServer(b"slow\n", gate=gate) as slow,
         LoopbackServer(b"fast\n") as fast,
     ):
-        process = subprocess.Popen(
-            [*COMMAND, "--as-completed", slow.source, fast.source],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-        )
+        process = start("--as-completed", slow.source, fast.source)
         try:
             assert process.stdout is not None
             # The fast poem appears while the slow one is still held back.
@@ -221,13 +220,7 @@ def test_concurrency_limits_connections_open_at_once(concurrency: str) -> None:
         LoopbackServer(b"first\n", gate=gate) as first,
         LoopbackServer(b"second\n") as second,
     ):
-        process = subprocess.Popen(
-            [*COMMAND, "-c", concurrency, first.source, second.source],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-        )
+        process = start("-c", concurrency, first.source, second.source)
         try:
             assert first.connected.wait(WAIT)
             if concurrency == "2":
@@ -364,13 +357,7 @@ def test_ctrl_c_aborts_every_connection_exits_130_and_leaves_no_temporary_file(
         LoopbackServer(b"whole\n") as whole,
         LoopbackServer(b"never finishes", ending="stall") as stalled,
     ):
-        process = subprocess.Popen(
-            [*COMMAND, "-o", str(tmp_path), whole.source, stalled.source],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-        )
+        process = start("-o", str(tmp_path), whole.source, stalled.source)
         try:
             assert stalled.connected.wait(WAIT)  # visibly running
             deadline = time.monotonic() + WAIT
@@ -392,13 +379,7 @@ def test_ctrl_c_aborts_every_connection_exits_130_and_leaves_no_temporary_file(
 
 def test_a_closed_stdout_stops_quietly() -> None:
     with LoopbackServer(b"x" * 1_000_000) as big, LoopbackServer(b"more\n") as more:
-        process = subprocess.Popen(
-            [*COMMAND, big.source, more.source],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-        )
+        process = start(big.source, more.source)
         try:
             assert process.stdout is not None and process.stderr is not None
             process.stdout.read(10)
@@ -425,13 +406,7 @@ def test_ctrl_c_starts_no_queued_download() -> None:
         LoopbackServer(b"never finishes", ending="stall") as stalled,
         LoopbackServer(b"queued\n") as queued,
     ):
-        process = subprocess.Popen(
-            [*COMMAND, "-c", "1", stalled.source, *[queued.source] * 5],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-        )
+        process = start("-c", "1", stalled.source, *[queued.source] * 5)
         try:
             assert stalled.connected.wait(WAIT)  # the one slot is taken
             process.send_signal(signal.SIGINT)
