@@ -85,6 +85,7 @@ class CachingResolver:
         addressTypes: Sequence[type[IAddress]] | None = None,
         transportSemantics: str = "TCP",
     ) -> IHostResolution:
+        """As L{IHostnameResolver.resolveHostName}: from memory, a shared lookup, or a new one."""
         key: _Key = (
             hostName,
             portNumber,

@@ -127,6 +127,7 @@ class VerifyingCreator:
         self._identity = _service_id(hostname)
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        """Twisted's connection for C{tlsProtocol}, with our failing-closed verify callback."""
         connection: SSL.Connection = self._options.clientConnectionForTLS(tlsProtocol)
         connection.set_verify(
             SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
@@ -143,6 +144,7 @@ class VerifyingPolicy:
         self._trust = trust
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> VerifyingCreator:
+        """A creator that verifies the chain and C{hostname}, failing closed."""
         return VerifyingCreator(hostname.decode("ascii"), self._trust)
 
 

@@ -122,6 +122,7 @@ class NotFound(Resource):
         Resource.__init__(self)
 
     def render(self, request: Request) -> bytes:
+        """A plain-text 404, whatever the method."""
         request.setResponseCode(404)
         _plain(request)
         return b"no such poem\n"

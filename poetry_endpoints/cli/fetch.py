@@ -58,9 +58,11 @@ class Streams:
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
     def stdout_is_terminal(self) -> bool:
+        """Whether poems go to a terminal (and so are escaped)."""
         return self.stdout.isatty()
 
     def stderr_is_terminal(self) -> bool:
+        """Whether progress and the summary may be shown."""
         return self.stderr.isatty()
 
 
