@@ -139,7 +139,8 @@ class VerifiedByDefaultTests(TLSTest):
         port, _ = self.listen(poetry_factory())
         for source in (f"https://localhost:{port}/", f"tls:localhost:{port}"):
             error = await self.rejected(source, cacert=self.cacert)
-            self.assertIn("wrong version number", str(error))
+            # OpenSSL's words for a plaintext reply differ between its versions.
+            self.assertRegex(str(error), "wrong version number|packet length too long")
         # A web server waits for a request line that a TLS hello never ends.
         base, _ = self.serve(poem_site())
         https = base.replace("http:", "https:") + "poem"
