@@ -19,7 +19,7 @@ ProgressCallback = Callable[[int], None]
 
 #: Once a poem has brought this many bytes, it is read C{BIG_READ} at a time.
 BIG_POEM = 1024 * 1024
-BIG_READ = 1024 * 1024
+BIG_READ = 4 * 1024 * 1024
 
 
 class PoetryProtocol(Protocol):

@@ -20,6 +20,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from poetry_endpoints import PoetryError, PoetryProtocol
+from poetry_endpoints.protocol import BIG_POEM, BIG_READ
 
 SOURCE = "tcp:127.0.0.1:10000"
 
@@ -361,3 +362,35 @@ def test_receiving_copies_linearly_and_peaks_below_two_and_a_half_poems(
     assert allocated < 2 * size, f"{allocated} bytes allocated while receiving {size}"
     assert peak < 2.5 * size, f"peak {peak} bytes for a {size}-byte poem"
     outcome.results.clear()  # let the 16 MiB go
+
+
+# --- read size ------------------------------------------------------------------------------
+
+
+def _reading(transport_read_size: int) -> tuple[PoetryProtocol, StringTransport]:
+    protocol = PoetryProtocol("tcp:poems:10000", MemoryReactorClock(), max_bytes=None)
+    transport = StringTransport()
+    transport.bufferSize = transport_read_size  # type: ignore[attr-defined]
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_a_long_poem_is_read_in_bigger_pieces_once_it_passes_big_poem() -> None:
+    protocol, transport = _reading(65536)
+    protocol.dataReceived(b"x" * (BIG_POEM - 1))
+    assert transport.bufferSize == 65536  # type: ignore[attr-defined]
+    protocol.dataReceived(b"x")
+    assert transport.bufferSize == BIG_READ  # type: ignore[attr-defined]
+
+
+def test_a_short_poem_keeps_the_transports_read_size() -> None:
+    protocol, transport = _reading(65536)
+    protocol.dataReceived(b"x" * 4096)
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert transport.bufferSize == 65536  # type: ignore[attr-defined]
+
+
+def test_a_transport_reading_more_already_is_left_alone() -> None:
+    protocol, transport = _reading(BIG_READ * 2)
+    protocol.dataReceived(b"x" * BIG_POEM)
+    assert transport.bufferSize == BIG_READ * 2  # type: ignore[attr-defined]
