@@ -113,7 +113,9 @@ def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["", "0", "0K", "-1", "1.5M", "12X", "K", "1T", "1 0"])
+@pytest.mark.parametrize(
+    "text", ["", "0", "0K", "-1", "1.5M", "12X", "K", "1T", "1 0", "\u0661\u0662K", "\u00b2"]
+)
 def test_bad_sizes(text: str) -> None:
     with pytest.raises(ValueError, match="size"):
         parse_size(text)

@@ -6,7 +6,7 @@ import re
 
 #: Multiples are binary (K = 1024), as in ``head -c`` and ``curl --max-filesize``.
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>[kmg]?)(?:i?b)?", re.IGNORECASE)
+_SIZE = re.compile(r"(?P<number>[0-9]+)\s*(?P<unit>[kmg]?)(?:i?b)?", re.IGNORECASE)
 
 SIZE_FORMS = "a whole number of bytes, optionally with a K, M or G suffix (4096, 64K, 16M, 1G)"
 
