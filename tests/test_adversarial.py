@@ -342,17 +342,22 @@ class _OneResponseHTTPServer:
         self.thread.join(WAIT)
 
 
+def get_one_http_response(response: bytes) -> Outcome:
+    """C{get --json} of a URL whose server answers with the raw C{response}."""
+    server = _OneResponseHTTPServer(response)
+    try:
+        return run_get("--json", *LIMITS, server.url)
+    finally:
+        server.close()
+
+
 def test_a_gzip_bomb_is_too_large_after_one_read_inflates() -> None:
     bomb = _gzip_bomb(1024 * MIB)
     head = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Content-Encoding: gzip\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(bomb)
     )
-    server = _OneResponseHTTPServer(head + bomb)
-    try:
-        outcome = run_get("--json", *LIMITS, server.url)
-    finally:
-        server.close()
+    outcome = get_one_http_response(head + bomb)
     assert outcome.status == 1
     assert_no_traceback(outcome)
     assert json.loads(outcome.stdout)["kind"] == "too-large"
@@ -412,11 +417,7 @@ def test_a_charset_chosen_to_break_the_decoder_is_a_decode_failure(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=%s\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (charset.encode(), len(body))
     )
-    server = _OneResponseHTTPServer(head + body)
-    try:
-        outcome = run_get("--json", *LIMITS, server.url)
-    finally:
-        server.close()
+    outcome = get_one_http_response(head + body)
     assert outcome.status == 1
     assert_no_traceback(outcome)
     record = json.loads(outcome.stdout)
