@@ -333,9 +333,13 @@ class _OneResponseHTTPServer:
                     return
                 request += chunk
             try:
-                connection.sendall(self.response)
+                self.answer(connection)
             except OSError:  # the client aborted, as it should, once over its cap
                 pass
+
+    def answer(self, connection: socket.socket) -> None:
+        """Send the response to a request that has been read."""
+        connection.sendall(self.response)
 
     def close(self) -> None:
         self.listener.close()
@@ -432,20 +436,12 @@ class _HeaderFlood(_OneResponseHTTPServer):
         self.stop = threading.Event()
         super().__init__(b"HTTP/1.1 200 OK\r\n")
 
-    def _serve(self) -> None:
-        try:
-            connection, _ = self.listener.accept()
-        except OSError:
-            return
-        with connection:
-            connection.recv(65536)
-            lines = (b"X-Flood: " + b"y" * 1000 + b"\r\n") * 64
-            try:
-                connection.sendall(self.response)
-                while not self.stop.is_set():
-                    connection.sendall(lines)
-            except OSError:  # the client gave up, as it should
-                pass
+    def answer(self, connection: socket.socket) -> None:
+        """The status line, then header lines until the test stops it."""
+        lines = (b"X-Flood: " + b"y" * 1000 + b"\r\n") * 64
+        connection.sendall(self.response)
+        while not self.stop.is_set():
+            connection.sendall(lines)
 
     def close(self) -> None:
         self.stop.set()
