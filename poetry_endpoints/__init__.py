@@ -5,11 +5,19 @@ poetry_endpoints: download poems from any Twisted endpoint or URL.
     poem = await get_poetry(reactor, "tcp:localhost:10000")
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .client import PoetryClient, get_poetry
 from .errors import KINDS, ErrorKind, PoetryError
 from .poem import Poem
 from .protocol import PoetryProtocol
 from .sources import EndpointSource, HTTPSource, Source, parse_source
+
+try:
+    #: The installed distribution's version: one number, kept in pyproject.toml only.
+    __version__ = version("poetry_endpoints")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "KINDS",

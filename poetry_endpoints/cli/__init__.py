@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .. import __version__
 from . import demo, get, proxy, serve
 
 COMMANDS = {"get": get, "serve": serve, "demo": demo, "proxy": proxy}
@@ -36,10 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Get Poetry Now! Download poems from Twisted endpoints and URLs, "
         "or serve them.",
     )
+    version = f"{parser.prog} {__version__}"
+    _add_version(parser, version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS.values():
         module.add_parser(commands)
+    # After a subcommand too ("get --version"), where a user reaches for it
+    # as often as before one; it answers the same line.
+    for subparser in commands.choices.values():
+        _add_version(subparser, version)
     return parser
+
+
+def _add_version(parser: argparse.ArgumentParser, version: str) -> None:
+    parser.add_argument(
+        "--version", action="version", version=version, help="print the version and exit"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
