@@ -9,14 +9,20 @@ With no SOURCE it starts a poetry server on a free loopback port first.
 from __future__ import annotations
 
 import sys
+from importlib.resources import files
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import react
 
 from poetry_endpoints import PoetryClient, PoetryError
-from poetry_endpoints.server import PoetryServerFactory, bundled_poems
+from poetry_endpoints.testing import poetry_server
+
+#: Two of the poems the package ships.
+POEMS = [
+    (files("poetry_endpoints") / "poems" / name).read_bytes()
+    for name in ("haiku.txt", "loopback.txt")
+]
 
 
 async def fetch(reactor: Any, sources: list[str]) -> int:
@@ -36,13 +42,12 @@ async def main(reactor: Any, sources: list[str]) -> None:
     if sources:
         failed = await fetch(reactor, sources)
     else:
-        factory = PoetryServerFactory(bundled_poems()[2:4], reactor, delay=0.01, num_bytes=40)
-        port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory)
+        # A slow poetry server on a free loopback port, serving the two poems in turn.
+        server = await poetry_server(reactor, POEMS, delay=0.01, num_bytes=40)
         try:
-            here = f"127.0.0.1:{port.getHost().port}"
-            failed = await fetch(reactor, [here, here])
+            failed = await fetch(reactor, [server.source, server.source])
         finally:
-            await port.stopListening()
+            await server.stop()
     if failed:
         raise SystemExit(1)
 

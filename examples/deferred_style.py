@@ -11,15 +11,20 @@ callbacks print a poem or the error that names its source.
 from __future__ import annotations
 
 import sys
+from importlib.resources import files
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import react
 
 from poetry_endpoints import Poem, PoetryClient, PoetryError
-from poetry_endpoints.server import PoetryServerFactory, bundled_poems
+from poetry_endpoints.testing import PoetryServer, poetry_server
+
+#: Two of the poems the package ships.
+POEMS = [
+    (files("poetry_endpoints") / "poems" / name).read_bytes()
+    for name in ("cafe.txt", "endpoints.txt")
+]
 
 
 def show(poem: Poem) -> None:
@@ -44,17 +49,14 @@ def fetch(reactor: Any, sources: list[str]) -> Deferred[Any]:
 def main(reactor: Any, *sources: str) -> Deferred[object]:
     if sources:
         return fetch(reactor, list(sources))
-    factory = PoetryServerFactory(bundled_poems()[:2], reactor, delay=0.01, num_bytes=40)
-    listening: Deferred[IListeningPort] = serverFromString(
-        reactor, "tcp:0:interface=127.0.0.1"
-    ).listen(factory)
+    # A slow poetry server on a free loopback port, serving the two poems in turn.
+    starting = poetry_server(reactor, POEMS, delay=0.01, num_bytes=40)
 
-    def listening_on(port: IListeningPort) -> Deferred[object]:
-        source = f"tcp:127.0.0.1:{port.getHost().port}"  # type: ignore[attr-defined]
-        done = fetch(reactor, [source, source])
-        return done.addBoth(lambda result: port.stopListening())
+    def listening(server: PoetryServer) -> Deferred[object]:
+        done = fetch(reactor, [server.source, server.source])
+        return done.addBoth(lambda result: server.stop())
 
-    return listening.addCallback(listening_on)
+    return starting.addCallback(listening)
 
 
 if __name__ == "__main__":
