@@ -406,6 +406,17 @@ class MemoryPoetrySource:
     client's size cap aborts it.  Pass C{connect_error} (say,
     C{ConnectionRefusedError()}) for a server that cannot be reached.
 
+    @param clock: schedules everything; a reactor or any C{IReactorTime}.
+    @param poem: the bytes each connection is sent (empty by default);
+        several poems are sent to successive connections in turn.
+    @param delay: seconds between writes of C{num_bytes} bytes: the slow
+        poetry server.  0 sends each poem at once.
+    @param fault: misbehave on purpose: ``stall``, ``hang``, ``reset``,
+        ``endless``, ``bad-utf8``, ``escapes`` or ``empty``.
+    @param connect_error: fail every connection attempt with this instead.
+    @raise ValueError: at once, for an unknown C{fault}, a negative
+        C{delay} or a C{num_bytes} below 1.
+
     @ivar connections: how many connections have been made so far.
     """
 

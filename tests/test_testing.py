@@ -338,6 +338,11 @@ class PoetryServerTests(TestCase):
         self.assertEqual(refused.exception.kind, "connect-failed")
         await server.stop()  # a second stop is harmless
 
+    async def test_the_memory_source_runs_on_the_real_reactor_too(self) -> None:
+        source = MemoryPoetrySource(reactor, POEM, delay=0.001, num_bytes=7)
+        poem = await PoetryClient(reactor).get(source)
+        self.assertEqual(poem.data, POEM)
+
     def test_bad_settings_fail_at_once_with_a_message(self) -> None:
         with self.assertRaises(ValueError) as caught:
             poetry_server(reactor, POEM, listen="tcp:port=ninety")
