@@ -1,7 +1,7 @@
 """
 ``poetry-endpoints get`` as a real subprocess against real loopback servers.
 
-Every option of SPEC §4 and every exit status; the servers are plain
+Every option of ``get`` and every exit status; the servers are plain
 sockets in threads of this process (tests/loopback_servers.py).
 """
 
