@@ -16,7 +16,7 @@ ErrorKind = Literal[
     "http-status",
 ]
 
-#: Every kind, in the order SPEC §3 lists them.
+#: Every kind, in the order the documentation lists them.
 KINDS: Final[tuple[ErrorKind, ...]] = get_args(ErrorKind)
 
 #: Kinds that a retry may cure; a timed-out attempt is deliberately not among them.

@@ -7,7 +7,7 @@ L{PoetryClient}, so any source the library accepts (``tcp:``, ``unix:``,
 can be cached for a while, and connections that arrive while a fetch is in
 flight share it.  When the upstream fails, the connection is aborted (RST on
 TCP), never closed cleanly, so that clients report ``incomplete`` instead of
-taking an empty poem for a whole one (SPEC §1).
+taking an empty poem for a whole one: only a clean close ends a whole poem.
 """
 
 from __future__ import annotations

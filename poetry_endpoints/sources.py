@@ -1,7 +1,7 @@
 """
 Turn what a user typed into something to connect to.
 
-A source is recognised in this order (SPEC §2):
+A source is recognised in this order:
 
 1. ``http://…`` / ``https://…`` URLs, fetched with treq;
 2. endpoint descriptions that ``clientFromString`` knows, plugins included;
@@ -104,7 +104,7 @@ def parse_source(
     Parse one source.
 
     @param reactor: the reactor the endpoint will connect with.
-    @param source: a source string (SPEC §2) or an endpoint object.
+    @param source: a source string (any form above) or an endpoint object.
     @param cacert: a PEM file of CAs that C{tls:} sources trust as well as
         the platform's.
     @raise PoetryError: kind ``invalid-source`` when C{source} is not one.
@@ -211,7 +211,7 @@ def _host_endpoint(
             raise invalid(source, f"{host!r} in brackets is not an IPv6 address") from None
         endpoint = HostnameEndpoint(reactor, host, port)
         # HostnameEndpoint accepts a name IDNA rejects ("a_b", "Ⅸ") and only
-        # fails when connecting; SPEC §4 wants every source checked up front.
+        # fails when connecting; ``get`` promises every source checked up front.
         if not _HOSTNAME.fullmatch(host) or getattr(endpoint, "_badHostname", False):
             raise invalid(source, f"{host!r} is not a valid host name") from None
         return endpoint

@@ -1,4 +1,4 @@
-"""The public names of SPEC §3: they exist, with the signatures and defaults users rely on."""
+"""The library's public names: they exist, with the signatures and defaults users rely on."""
 
 from __future__ import annotations
 

@@ -59,7 +59,14 @@ def test_quick_run_writes_every_number(tmp_path: Path) -> None:
         assert name in done.stdout
     for target in doc["targets"]:
         assert target["name"] in done.stdout
-    assert ("PASS" in done.stdout) or ("FAIL" in done.stdout)
+    # Each target's verdict follows from its value and limit, and its row shows that verdict.
+    rows = done.stdout.splitlines()
+    for target in doc["targets"]:
+        value, limit = target["value"], target["limit"]
+        passed = value >= limit if target["at_least"] else value <= limit
+        assert target["ok"] is passed, target
+        (row,) = [line for line in rows if target["name"] in line]
+        assert row.split()[0] == ("PASS" if passed else "FAIL"), row
 
 
 def test_a_second_run_compares_with_the_first(tmp_path: Path) -> None:

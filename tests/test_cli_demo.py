@@ -12,7 +12,7 @@ from terminal import run_on_terminal
 from conftest import subprocess_env
 from poetry_endpoints.server import bundled_poems
 
-WAIT = 30.0  # SPEC §6: the demo is over within 30 seconds
+WAIT = 30.0  # the demo promises to be over within 30 seconds
 
 
 def test_demo_prints_every_bundled_poem_and_cleans_up() -> None:

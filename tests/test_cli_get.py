@@ -1,7 +1,7 @@
 """
 ``poetry-endpoints get`` as a real subprocess against real loopback servers.
 
-Every option of SPEC §4 and every exit status; the servers are plain
+Every option of ``get`` and every exit status; the servers are plain
 sockets in threads of this process (tests/loopback_servers.py).
 """
 
@@ -155,8 +155,10 @@ def test_output_dir_one_safe_file_per_poem_and_nothing_else(tmp_path: Path) -> N
         failed = get("-o", str(out), refused)
     assert result.returncode == 0, result.stderr
     files = {p.name: p.read_bytes() for p in out.iterdir()}
+    # The naming rule: each run of characters outside A-Za-z0-9._- becomes one "_".
+    # (The temporary folder's own name can end in "_": that one stays.)
     tcp_name = tcp.source.replace(":", "_") + ".txt"
-    unix_name = unix.source.replace(":", "_").replace("/", "_").replace("__", "_") + ".txt"
+    unix_name = re.sub(r"[^A-Za-z0-9._-]+", "_", unix.source) + ".txt"
     assert files == {
         tcp_name: b"tcp poem \x00\xff raw",  # bytes exactly as received
         tcp_name.replace(".txt", "-2.txt"): b"tcp poem \x00\xff raw",

@@ -25,7 +25,7 @@ from conftest import subprocess_env
 from poetry_endpoints.cli.output import file_names
 
 POEM = "A whole poem, written before the signal \u2014 caf\u00e9\n".encode()
-#: From the signal to the exit of the process (SPEC §4, issue 5).
+#: From the signal to the exit of the process: interrupted means at once (issue 5).
 PROMPT = 1.0
 
 

@@ -1,10 +1,15 @@
 """
-The README's claims that can drift are checked against the real thing.
+The claims of the README and docs/ that can drift are checked against the real thing.
 
-- Its command-line reference is the real ``--help`` output: regenerate it
-  with ``python tests/test_readme.py --update`` after changing an option.
-- Its quick start is exactly two commands, and ``.ci/run`` runs the second.
-- Every test it points at (``tests/FILE.py::NAME``) exists.
+- The command-line reference (docs/cli.md) is the real ``--help`` output:
+  regenerate it with ``python tests/test_readme.py --update`` after changing
+  an option.
+- The README's quick start is exactly two commands, and ``.ci/run`` runs the second.
+- Every test a page points at (``tests/FILE.py::NAME``) exists, and the list of
+  what a hostile server cannot do (docs/threats.md) names one for each promise.
+- The project states its contract in its own words: it cites no outside spec.
+
+(Every code block of these pages runs in tests/test_readme_examples.py.)
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+CLI_REFERENCE = ROOT / "docs" / "cli.md"
+THREATS = ROOT / "docs" / "threats.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 COMMANDS = ("get", "serve", "demo", "proxy")
 BLOCK = re.compile(r"<!-- help: (?P<command>\w+) -->\n```text\n(?P<text>.*?)```\n", re.DOTALL)
 
@@ -35,17 +43,20 @@ def help_text(command: str) -> str:
     return result.stdout
 
 
-def readme_help_blocks() -> dict[str, str]:
-    return {m["command"]: m["text"] for m in BLOCK.finditer(README.read_text(encoding="utf-8"))}
+def help_blocks(page: Path) -> dict[str, str]:
+    return {m["command"]: m["text"] for m in BLOCK.finditer(page.read_text(encoding="utf-8"))}
 
 
 def test_cli_reference_matches_the_real_help() -> None:
-    blocks = readme_help_blocks()
+    blocks = help_blocks(CLI_REFERENCE)
     assert sorted(blocks) == sorted(COMMANDS)
     for command in COMMANDS:
         assert blocks[command] == help_text(command), (
-            f"README's `{command} --help` drifted: run python tests/test_readme.py --update"
+            f"docs/cli.md's `{command} --help` drifted: run python tests/test_readme.py --update"
         )
+    # One reference, not two that drift apart.
+    others = [page for page in PAGES if page != CLI_REFERENCE and help_blocks(page)]
+    assert others == []
 
 
 def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
@@ -64,24 +75,56 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
     assert first_match == tests
 
 
-def test_every_test_the_readme_points_at_exists() -> None:
-    text = README.read_text(encoding="utf-8")
-    references = re.findall(r"tests/(\w+\.py)::(\w+)", text)
-    assert references, "the README points at no test"
-    for filename, name in references:
+def test_every_test_the_pages_point_at_exists() -> None:
+    references = [
+        (page, reference)
+        for page in PAGES
+        for reference in re.findall(r"tests/(\w+\.py)::(\w+)", page.read_text(encoding="utf-8"))
+    ]
+    assert references, "no page points at a test"
+    for page, (filename, name) in references:
         source = (ROOT / "tests" / filename).read_text(encoding="utf-8")
-        assert re.search(rf"def {name}\b", source), f"tests/{filename}::{name} is not there"
+        assert re.search(rf"def {name}\b", source), (
+            f"{page.relative_to(ROOT)}: tests/{filename}::{name} is not there"
+        )
+
+
+def test_every_promise_against_a_hostile_server_names_a_test() -> None:
+    text = THREATS.read_text(encoding="utf-8")
+    cannot = text.split("**It cannot:**", 1)[1].split("**It can:**", 1)[0]
+    promises = re.split(r"\n- ", cannot)[1:]
+    assert len(promises) >= 10, "the list of promises is missing"
+    for promise in promises:
+        assert re.search(r"tests/\w+\.py::\w+", promise), promise
+
+
+def test_the_project_cites_no_outside_spec() -> None:
+    # The contract is stated in the project's own words; a reader has no such file.
+    word = re.compile(r"\b" + "SP" + r"EC\b")
+    folders = ["poetry_endpoints", "tests", "benchmarks", "examples", "twisted", "docs", ".ci"]
+    files = [README, *(f for d in folders for f in (ROOT / d).rglob("*") if f.is_file())]
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        if path.suffix in {".py", ".md", ".txt", ".ini", ".toml", ""}
+        and "__pycache__" not in path.parts
+        for number, line in enumerate(
+            path.read_text(encoding="utf-8", errors="replace").splitlines(), 1
+        )
+        if word.search(line)
+    ]
+    assert cited == []
 
 
 def update() -> None:
-    """Rewrite the README's help blocks from the real ``--help`` output."""
-    text = README.read_text(encoding="utf-8")
+    """Rewrite docs/cli.md's help blocks from the real ``--help`` output."""
+    text = CLI_REFERENCE.read_text(encoding="utf-8")
 
     def replace(match: re.Match[str]) -> str:
         command = match["command"]
         return f"<!-- help: {command} -->\n```text\n{help_text(command)}```\n"
 
-    README.write_text(BLOCK.sub(replace, text), encoding="utf-8")
+    CLI_REFERENCE.write_text(BLOCK.sub(replace, text), encoding="utf-8")
 
 
 if __name__ == "__main__":

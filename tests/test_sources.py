@@ -1,5 +1,5 @@
 """
-Source parsing (SPEC §2): every accepted form maps to the right endpoint, every
+Source parsing: every accepted form maps to the right endpoint, every
 malformed one is `PoetryError` kind ``invalid-source`` naming the string and
 the accepted forms, and nothing else ever escapes the parser.
 

@@ -1,5 +1,5 @@
 """
-``poetry-endpoints demo``: the whole product in one command (SPEC §6).
+``poetry-endpoints demo``: the whole product in one command.
 
 Starts slow poetry servers in this process, on a free loopback TCP port and
 on a Unix socket in a temporary directory, and the poems' web site on

@@ -40,7 +40,7 @@ Outcome = Poem | PoetryError
 
 @dataclass(frozen=True)
 class Presentation:
-    """How outcomes are shown: the output options of SPEC §4."""
+    """How outcomes are shown: the output options of ``get``."""
 
     json: bool = False
     output_dir: Path | None = None

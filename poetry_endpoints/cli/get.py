@@ -1,4 +1,4 @@
-"""``poetry-endpoints get [OPTIONS] SOURCE...``: download poems (SPEC §4)."""
+"""``poetry-endpoints get [OPTIONS] SOURCE...``: download poems."""
 
 from __future__ import annotations
 

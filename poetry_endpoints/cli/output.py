@@ -59,7 +59,7 @@ def json_line(record: dict[str, object]) -> bytes:
 
 
 def poem_record(poem: Poem) -> dict[str, object]:
-    """The JSON Lines object for a delivered poem (SPEC §4)."""
+    """The JSON Lines object for a delivered poem: the documented fields, no more."""
     return {
         "source": poem.source,
         "ok": True,
@@ -70,7 +70,7 @@ def poem_record(poem: Poem) -> dict[str, object]:
 
 
 def failure_record(error: PoetryError) -> dict[str, object]:
-    """The JSON Lines object for a failed source (SPEC §4)."""
+    """The JSON Lines object for a failed source: the documented fields, no more."""
     return {"source": error.source, "ok": False, "kind": error.kind, "message": str(error)}
 
 

@@ -1,4 +1,4 @@
-"""The exit statuses of every subcommand (SPEC §4): what scripts branch on."""
+"""The exit statuses of every subcommand: what scripts branch on."""
 
 from __future__ import annotations
 
