@@ -5,7 +5,7 @@ poetry_endpoints: download poems from any Twisted endpoint or URL.
     poem = await get_poetry(reactor, "tcp:localhost:10000")
 """
 
-from .client import PoetryClient, get_poetry
+from .client import PoetryClient, PoetryReactor, get_poetry
 from .errors import KINDS, ErrorKind, PoetryError
 from .poem import Poem
 from .protocol import PoetryProtocol
@@ -20,6 +20,7 @@ __all__ = [
     "PoetryClient",
     "PoetryError",
     "PoetryProtocol",
+    "PoetryReactor",
     "Source",
     "get_poetry",
     "parse_source",
