@@ -63,4 +63,7 @@ def main(sources: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main(sys.argv[1:]) else 0)
+    try:
+        sys.exit(1 if main(sys.argv[1:]) else 0)
+    except KeyboardInterrupt:  # Ctrl-C: asyncio.run cancelled fetch_all, which stopped the reactor
+        sys.exit(130)

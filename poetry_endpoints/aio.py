@@ -82,6 +82,11 @@ async def twisted_reactor() -> AsyncIterator[AsyncioSelectorReactor]:
     if "twisted.internet.reactor" in sys.modules:
         from twisted.internet import reactor as installed
 
+        if isinstance(installed, _LoopOwnedReactor):
+            raise RuntimeError(
+                "twisted_reactor() was already entered in this process, "
+                "and a Twisted reactor cannot be started twice"
+            )
         raise RuntimeError(
             f"a Twisted reactor is already installed ({type(installed).__name__}): "
             "twisted_reactor() installs its own, once per process, before anything "

@@ -142,7 +142,9 @@ def test_asyncio_example_fetches_every_kind_of_source() -> None:
         assert f"--- {source}\n{POEMS[name].strip()}" in result.stdout
 
 
-def test_asyncio_example_ends_at_once_on_sigterm_mid_fetch() -> None:
+def signal_mid_fetch(signum: int) -> tuple[int, float, str]:
+    """Run the asyncio example on a host-name source whose poem never ends; signal it once
+    connected.  Returns its exit status, the seconds it took to end, and its stderr."""
     with LoopbackServer(POEMS["haiku"].encode(), ending="stall") as server:
         example = subprocess.Popen(
             [sys.executable, str(EXAMPLES / "asyncio_embedding.py"), f"localhost:{server.port}"],
@@ -150,21 +152,36 @@ def test_asyncio_example_ends_at_once_on_sigterm_mid_fetch() -> None:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            text=True,
+            # As from a terminal: a background shell would start it with SIGINT ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             # Mid-fetch: the name was looked up (the thread pool runs), the
             # connection is open, and the poem never ends.
             assert server.connected.wait(30), "the example never connected"
             sent = time.monotonic()
-            example.send_signal(signal.SIGTERM)
+            example.send_signal(signum)
             example.wait(10)
             took = time.monotonic() - sent
         finally:
             if example.poll() is None:
                 example.kill()
             _, stderr = example.communicate(timeout=10)
-    assert example.returncode == -signal.SIGTERM, stderr
+    return example.returncode, took, stderr
+
+
+def test_asyncio_example_ends_at_once_on_sigterm_mid_fetch() -> None:
+    status, took, stderr = signal_mid_fetch(signal.SIGTERM)
+    assert status == -signal.SIGTERM, stderr
     assert took < 2.0, f"{took:.2f} s to end after SIGTERM"
+
+
+def test_asyncio_example_ends_at_once_on_ctrl_c_mid_fetch() -> None:
+    status, took, stderr = signal_mid_fetch(signal.SIGINT)
+    assert status == 130, stderr
+    assert stderr == ""
+    assert took < 2.0, f"{took:.2f} s to end after SIGINT"
 
 
 @pytest.fixture
