@@ -19,32 +19,40 @@ import sys
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
 
-from poetry_endpoints import PoetryClient, PoetryError
+from poetry_endpoints import Poem, PoetryClient, PoetryError, PoetryReactor
 from poetry_endpoints.aio import as_future, twisted_reactor
 from poetry_endpoints.server import PoetryServerFactory, bundled_poems
+
+
+async def fetch(reactor: PoetryReactor, sources: list[str]) -> list[Poem | BaseException]:
+    """Each source's poem, or what it failed with, in order."""
+    client = PoetryClient(reactor, timeout=10)
+    try:
+        # Plain asyncio from here: gather Futures made from the client's Deferreds.
+        return await asyncio.gather(
+            *(as_future(client.get(source)) for source in sources), return_exceptions=True
+        )
+    finally:
+        await as_future(client.close())
 
 
 async def fetch_all(sources: list[str]) -> int:
     """Print each source's poem, or why it failed; return how many failed."""
     async with twisted_reactor() as reactor:
-        port: IListeningPort | None = None
-        if not sources:
+        if sources:
+            results = await fetch(reactor, sources)
+        else:
             factory = PoetryServerFactory(bundled_poems()[4:], reactor, delay=0.01, num_bytes=40)
             listening = serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory)
-            port = listener = await as_future(listening)
-            address = listener.getHost()
-            assert isinstance(address, IPv4Address)
-            sources = [f"tcp:127.0.0.1:{address.port}"]
-        client = PoetryClient(reactor, timeout=10)
-        # Plain asyncio from here: gather Futures made from the client's Deferreds.
-        results = await asyncio.gather(
-            *(as_future(client.get(source)) for source in sources), return_exceptions=True
-        )
-        await as_future(client.close())
-        if port is not None:
-            await as_future(maybeDeferred(port.stopListening))
+            port = await as_future(listening)
+            try:
+                address = port.getHost()
+                assert isinstance(address, IPv4Address)
+                sources = [f"tcp:127.0.0.1:{address.port}"]
+                results = await fetch(reactor, sources)
+            finally:
+                await as_future(maybeDeferred(port.stopListening))
     failed = 0
     for source, result in zip(sources, results, strict=True):
         if isinstance(result, PoetryError):
