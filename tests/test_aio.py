@@ -142,3 +142,21 @@ def test_an_installed_reactor_is_refused_with_a_clear_error() -> None:
         "twisted_reactor() was already entered in this process, "
         "and a Twisted reactor cannot be started twice\n"
     )
+
+
+def test_a_reactor_the_program_stopped_itself_is_left_stopped() -> None:
+    result = run_program(
+        """
+        async def main():
+            async with twisted_reactor() as reactor:
+                await as_future(deferToThread(lambda: None))
+                reactor.stop()
+                await asyncio.sleep(0.05)
+                print("inside", reactor.running)
+            print("after", reactor.running, "threads", threading.active_count())
+
+        asyncio.run(main())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "inside False\nafter False threads 1\n"
