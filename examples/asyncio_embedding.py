@@ -1,12 +1,14 @@
 """
-Use the client from an asyncio program, under Twisted's asyncio reactor.
+Use the client from an asyncio program: ``asyncio.run`` owns the loop.
 
     python examples/asyncio_embedding.py [SOURCE ...]
 
-The asyncio event loop is the only loop: Twisted's AsyncioSelectorReactor
-runs on it, and a Deferred becomes an awaitable asyncio Future with
-``Deferred.asFuture(loop)``.  With no SOURCE a poetry server is started on a
-free loopback port first.
+``twisted_reactor()`` runs Twisted's asyncio reactor on the program's loop
+for as long as the ``async with`` lasts, so every kind of source works (host
+names and ``http://`` included, which need the reactor's thread pool), and
+stops it on the way out, so the program ends as soon as ``main`` returns.
+``as_future`` makes a Deferred an asyncio Future.  With no SOURCE a poetry
+server is started on a free loopback port first.
 """
 
 from __future__ import annotations
@@ -14,28 +16,44 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.endpoints import serverFromString
+
+from poetry_endpoints import Poem, PoetryClient, PoetryError, PoetryReactor
+from poetry_endpoints.aio import as_future, twisted_reactor
+from poetry_endpoints.server import PoetryServerFactory, bundled_poems
+
+
+async def fetch(reactor: PoetryReactor, sources: list[str]) -> list[Poem | BaseException]:
+    """Each source's poem, or what it failed with, in order."""
+    client = PoetryClient(reactor, timeout=10)
+    try:
+        # Plain asyncio from here: gather Futures made from the client's Deferreds.
+        return await asyncio.gather(
+            *(as_future(client.get(source)) for source in sources), return_exceptions=True
+        )
+    finally:
+        await as_future(client.close())
+
 
 async def fetch_all(sources: list[str]) -> int:
-    # Imported here: the reactor must be installed before anything imports it.
-    from twisted.internet import reactor
-    from twisted.internet.endpoints import serverFromString
-
-    from poetry_endpoints import PoetryClient, PoetryError
-    from poetry_endpoints.server import PoetryServerFactory, bundled_poems
-
-    loop = asyncio.get_running_loop()
-    port = None
-    if not sources:
-        factory = PoetryServerFactory(bundled_poems()[4:], reactor, delay=0.01, num_bytes=40)
-        listening = serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory)
-        port = await listening.asFuture(loop)
-        sources = [f"tcp:127.0.0.1:{port.getHost().port}"]
-    client = PoetryClient(reactor, timeout=10)
+    """Print each source's poem, or why it failed; return how many failed."""
+    async with twisted_reactor() as reactor:
+        if sources:
+            results = await fetch(reactor, sources)
+        else:
+            factory = PoetryServerFactory(bundled_poems()[4:], reactor, delay=0.01, num_bytes=40)
+            listening = serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory)
+            port = await as_future(listening)
+            try:
+                address = port.getHost()
+                assert isinstance(address, IPv4Address)
+                sources = [f"tcp:127.0.0.1:{address.port}"]
+                results = await fetch(reactor, sources)
+            finally:
+                await as_future(maybeDeferred(port.stopListening))
     failed = 0
-    # Plain asyncio from here: gather Futures made from the client's Deferreds.
-    results = await asyncio.gather(
-        *(client.get(source).asFuture(loop) for source in sources), return_exceptions=True
-    )
     for source, result in zip(sources, results, strict=True):
         if isinstance(result, PoetryError):
             failed += 1
@@ -45,21 +63,15 @@ async def fetch_all(sources: list[str]) -> int:
         else:
             print(f"--- {source}")
             print(result.text.rstrip("\n"))
-    if port is not None:
-        await port.stopListening().asFuture(loop)
     return failed
 
 
 def main(sources: list[str]) -> int:
-    loop = asyncio.new_event_loop()
-    from twisted.internet import asyncioreactor
-
-    asyncioreactor.install(loop)
-    try:
-        return loop.run_until_complete(fetch_all(sources))
-    finally:
-        loop.close()
+    return asyncio.run(fetch_all(sources))
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main(sys.argv[1:]) else 0)
+    try:
+        sys.exit(1 if main(sys.argv[1:]) else 0)
+    except KeyboardInterrupt:  # Ctrl-C: asyncio.run cancelled fetch_all, which stopped the reactor
+        sys.exit(130)

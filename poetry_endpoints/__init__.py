@@ -7,7 +7,7 @@ poetry_endpoints: download poems from any Twisted endpoint or URL.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .client import PoetryClient, get_poetry
+from .client import PoetryClient, PoetryReactor, get_poetry
 from .errors import KINDS, ErrorKind, PoetryError
 from .poem import Poem
 from .protocol import PoetryProtocol
@@ -28,6 +28,7 @@ __all__ = [
     "PoetryClient",
     "PoetryError",
     "PoetryProtocol",
+    "PoetryReactor",
     "Source",
     "get_poetry",
     "parse_source",

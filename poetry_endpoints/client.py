@@ -10,9 +10,11 @@ The data path of one download::
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from itertools import count
-from typing import TYPE_CHECKING, Any, TypeAlias
+from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from twisted.internet.defer import (
     CancelledError,
@@ -23,7 +25,13 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.error import ConnectingCancelledError
-from twisted.internet.interfaces import IAddress, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IAddress,
+    IConnector,
+    IDelayedCall,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -47,6 +55,39 @@ DEFAULT_BACKOFF = 0.5
 #: Distinct source strings whose parse a client remembers.
 _PARSED_CACHE_SIZE = 4096
 
+@runtime_checkable
+class PoetryReactor(Protocol):
+    """
+    What a L{PoetryClient} needs of its reactor: TCP connections and time.
+
+    A type for the parts of C{IReactorTCP} and C{IReactorTime} the client
+    relies on, since an intersection of zope interfaces cannot be spelled.
+    Every Twisted reactor matches it (the global C{twisted.internet.reactor}
+    included, and C{MemoryReactorClock} in tests); a bare C{Clock} or a
+    string does not, for mypy and at run time.  C{unix:} sources also need
+    C{IReactorUNIX}, and host names the reactor's name resolver, which every
+    real reactor has.
+    """
+
+    def connectTCP(
+        self,
+        host: str,
+        port: int,
+        factory: Any,  # endpoints call this, with factories of their own
+        timeout: float = 30,
+        bindAddress: tuple[str, int] | None = None,
+    ) -> IConnector:
+        """Connect a TCP client (what C{tcp:}, C{HOST:PORT} and HTTP sources use)."""
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kwargs: object
+    ) -> IDelayedCall:
+        """Call C{callable} in C{delay} seconds (timeouts, retries)."""
+
+    def seconds(self) -> float:
+        """The current time in seconds (elapsed times)."""
+
+
 SourceLike: TypeAlias = "str | IStreamClientEndpoint | Source"
 Body: TypeAlias = "tuple[bytes, str | None]"
 """The bytes of a poem, and the charset its server declared (HTTP only)."""
@@ -60,8 +101,8 @@ class PoetryClient:
     once; further calls to L{get} wait for a free slot.  HTTP sources share
     one connection pool.
 
-    @param reactor: provides C{IReactorTCP}, C{IReactorTime} and, for
-        C{unix:} sources, C{IReactorUNIX}.
+    @param reactor: a Twisted reactor (see L{PoetryReactor}); C{unix:}
+        sources also need C{IReactorUNIX}.
     @param timeout: seconds allowed for each whole attempt, connecting
         included; C{None} for no limit.  A timed-out attempt is not retried.
     @param idle_timeout: seconds of silence allowed after connecting and
@@ -80,7 +121,7 @@ class PoetryClient:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: PoetryReactor,
         *,
         timeout: float | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
@@ -92,19 +133,28 @@ class PoetryClient:
         backoff: float = DEFAULT_BACKOFF,
         cacert: str | None = None,
     ) -> None:
-        _check_positive("timeout", timeout)
-        _check_positive("idle_timeout", idle_timeout)
-        _check_positive("max_bytes", max_bytes)
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-        if retries < 0:
-            raise ValueError(f"retries must be 0 or more, not {retries}")
+        if not isinstance(reactor, PoetryReactor):
+            raise TypeError(
+                "reactor must be a Twisted reactor (connectTCP, callLater, seconds), "
+                f"not {type(reactor).__name__}"
+            )
+        _check_seconds("timeout", timeout)
+        _check_seconds("idle_timeout", idle_timeout)
+        if max_bytes is not None:
+            _check_int("max_bytes", max_bytes, 1)
+        _check_int("concurrency", concurrency, 1)
+        _check_int("retries", retries, 0)
+        if _real("backoff", backoff) < 0:
+            raise ValueError(f"backoff must be 0 or more seconds, not {backoff!r}")
         if encoding is not None:
             codecs.lookup(encoding)  # LookupError now, not on the first poem
         codecs.lookup_error(errors)
         if cacert is not None:
             trust_root(cacert)  # OSError or ValueError now, not on the first TLS source
-        self.reactor = reactor
+        #: The reactor, typed as the clock that Twisted's own timing APIs
+        #: (C{deferLater}, C{addTimeout}) take: zope interfaces are nominal,
+        #: and every reactor that matches L{PoetryReactor} provides it.
+        self.reactor: IReactorTime = cast(IReactorTime, reactor)
         #: What endpoints are built with: the reactor, with name lookups
         #: shared by all of this client's downloads.
         self.endpoint_reactor = sharing_resolution(reactor)
@@ -156,7 +206,10 @@ class PoetryClient:
         Download one poem.
 
         @param source: a source string, an endpoint, or a parsed source.
-        @param progress: called with the bytes received so far after each read.
+        @param progress: called with the bytes received so far after each
+            read.  If it raises, the connection is aborted at once and the
+            download fails with that same exception (not a `PoetryError`, and
+            never retried); nothing is logged.
         @return: fires once with a L{Poem} or fails with a `PoetryError`.
             Cancelling it at any moment aborts the connection and fails it
             with kind ``cancelled``.
@@ -172,14 +225,15 @@ class PoetryClient:
         Download many poems, at most C{concurrency} at once.
 
         @return: fires with one L{Poem} or `PoetryError` per source, in the
-            order given; never fails.  Cancelling it cancels every download.
+            order given, and nothing else.  A download that fails with
+            anything but a `PoetryError` is a bug, not a network problem:
+            then, once every download has ended, it fails with the first such
+            exception.  Cancelling it cancels every download.
         """
         downloads = [self.get(source).addErrback(_error_value) for source in sources]
 
         gathered: Deferred[list[Poem | PoetryError]] = Deferred(lambda _: cancel_all(downloads))
-        DeferredList(downloads, consumeErrors=True).addCallback(
-            lambda results: [value for _, value in results]
-        ).chainDeferred(gathered)
+        DeferredList(downloads, consumeErrors=True).addCallback(_values).chainDeferred(gathered)
         return gathered
 
     async def _get(self, source: Source, progress: ProgressCallback | None) -> Poem:
@@ -305,7 +359,7 @@ def cancel_all(downloads: Sequence[Deferred[Any]]) -> None:
 
 
 def get_poetry(
-    reactor: Any,
+    reactor: PoetryReactor,
     source: SourceLike,
     *,
     timeout: float | None = None,
@@ -333,9 +387,25 @@ def get_poetry(
     return client.get(source).addBoth(closed)
 
 
-def _check_positive(name: str, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{name} must be positive or None, not {value!r}")
+def _real(name: str, value: object) -> float:
+    # bool is an int to Python, but timeout=True is a mistake, not one second.
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if value is not None and not _real(name, value) > 0:
+        raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}")
+
+
+def _check_int(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < least:
+        raise ValueError(f"{name} must be {least} or more, not {value!r}")
 
 
 def _cancelled(source: Source, when: str) -> PoetryError:
@@ -357,6 +427,18 @@ def _timed_out(source: Source, timeout: float) -> Any:
 
 def _no_charset(data: bytes) -> Body:
     return data, None
+
+
+def _values(
+    results: Sequence[tuple[bool, object]],
+) -> list[Poem | PoetryError] | Failure:
+    values: list[Poem | PoetryError] = []
+    for _, value in results:
+        if isinstance(value, Failure):
+            return value  # not a PoetryError: handed on, never listed as a result
+        assert isinstance(value, Poem | PoetryError)
+        values.append(value)
+    return values
 
 
 def _error_value(failure: Failure) -> PoetryError:

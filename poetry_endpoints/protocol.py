@@ -34,6 +34,10 @@ class PoetryProtocol(Protocol):
 
     Cancelling C{finished} aborts the connection.
 
+    A C{progress} callback that raises fails C{finished} with its own
+    exception (not a `PoetryError`) and aborts the connection; nothing is
+    logged.
+
     @ivar received: bytes received so far.
     """
 
@@ -85,7 +89,13 @@ class PoetryProtocol(Protocol):
         if self._idle_call is not None:
             self._idle_call.reset(self._idle_timeout)  # type: ignore[arg-type]
         if self._progress is not None:
-            self._progress(self.received)
+            try:
+                self._progress(self.received)
+            except Exception:
+                # The caller's bug, reported to the caller: the download
+                # fails with the callback's own exception, instead of the
+                # reactor logging it and the connection dying as incomplete.
+                self._abort(Failure())
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.is_clean_close(reason):
@@ -103,9 +113,12 @@ class PoetryProtocol(Protocol):
 
         Does nothing if C{finished} has already fired.
         """
+        self._abort(Failure(error))
+
+    def _abort(self, failure: Failure) -> None:
         if self.finished is None:
             return
-        self._finish(Failure(error))
+        self._finish(failure)
         if self.transport is not None:
             self.abort_transport()
 

@@ -23,9 +23,12 @@ from twisted.internet.interfaces import (
     IHostnameResolver,
     IHostResolution,
     IProtocol,
+    IProtocolFactory,
     IReactorPluggableNameResolver,
     IResolutionReceiver,
+    IStreamClientEndpoint,
 )
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -469,6 +472,56 @@ def test_explicit_encoding_wins() -> None:
     assert result.poem.encoding == "latin-1"
 
 
+# --- a progress callback that raises -------------------------------------------------------
+
+
+class CallbackBug(Exception):
+    pass
+
+
+def raise_at(limit: int, seen: list[int]) -> Any:
+    def progress(received: int) -> None:
+        seen.append(received)
+        if received >= limit:
+            raise CallbackBug(f"no more than {limit} please")
+
+    return progress
+
+
+def test_a_raising_progress_callback_fails_the_download_with_its_own_exception() -> None:
+    net = Net(retries=3)
+    seen: list[int] = []
+    result = Result(net.client.get(source(), progress=raise_at(5, seen)))
+    net.accept(0)
+    net.send(0, b"abc")
+    assert not result.fired
+    net.send(0, b"defg")  # raises inside the callback; must not escape dataReceived
+    assert seen == [3, 7]
+    assert len(result.results) == 1
+    failure = result.results[0]
+    assert isinstance(failure, Failure) and failure.check(CallbackBug), failure
+    assert str(failure.value) == "no more than 5 please"
+    assert net.aborted(0)
+    net.send(0, b"late")  # bytes in flight after the abort reach no callback
+    assert seen == [3, 7]
+    net.reactor.advance(100)
+    assert net.attempts == 1, "the caller's bug is not retried"
+    assert net.idle()
+
+
+def test_a_raising_progress_callback_frees_the_slot() -> None:
+    net = Net(concurrency=1)
+    first = Result(net.client.get(source(0), progress=raise_at(1, [])))
+    second = net.get(source(1))
+    net.accept(0)
+    net.send(0, b"x")
+    assert first.results[0].check(CallbackBug)
+    assert net.attempts == 2
+    net.serve(1, b"next")
+    assert second.poem.data == b"next"
+    assert net.idle()
+
+
 # --- many ----------------------------------------------------------------------------------
 
 
@@ -487,6 +540,26 @@ def test_get_many_keeps_order_and_never_fails() -> None:
     assert isinstance(values[2], PoetryError) and values[2].kind == "connect-failed"
     assert values[2].source == source(1)
     assert isinstance(values[3], Poem) and values[3].data == b"third"
+    assert net.idle()
+
+
+@implementer(IStreamClientEndpoint)
+class BrokenEndpoint:
+    """An endpoint with a bug: connect raises instead of returning a Deferred."""
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        raise RuntimeError("bug in the endpoint")
+
+
+def test_get_many_never_lists_a_failure_it_hands_a_bug_on() -> None:
+    net = Net(concurrency=10)
+    many = Result(net.client.get_many([source(0), BrokenEndpoint(), "tpc:nope:1"]))
+    net.serve(0, b"first")
+    assert len(many.results) == 1
+    failure = many.results[0]
+    assert isinstance(failure, Failure), failure
+    assert failure.check(RuntimeError)
+    assert str(failure.value) == "bug in the endpoint"
     assert net.idle()
 
 
@@ -560,20 +633,77 @@ def test_await_with_ensure_deferred_and_cancel() -> None:
 # --- settings ------------------------------------------------------------------------------
 
 
+NAN, INF = float("nan"), float("inf")
+
+BAD_SETTINGS: list[tuple[str, object, type[Exception]]] = [
+    ("timeout", 0, ValueError),
+    ("timeout", -1, ValueError),
+    ("timeout", NAN, ValueError),
+    ("timeout", INF, ValueError),
+    ("timeout", True, TypeError),
+    ("timeout", "5", TypeError),
+    ("idle_timeout", 0, ValueError),
+    ("idle_timeout", NAN, ValueError),
+    ("idle_timeout", INF, ValueError),
+    ("idle_timeout", -INF, ValueError),
+    ("max_bytes", 0, ValueError),
+    ("max_bytes", -5, ValueError),
+    ("max_bytes", True, TypeError),
+    ("max_bytes", 1.5, TypeError),
+    ("max_bytes", NAN, TypeError),
+    ("concurrency", 0, ValueError),
+    ("concurrency", NAN, TypeError),
+    ("concurrency", 2.0, TypeError),
+    ("concurrency", True, TypeError),
+    ("retries", -1, ValueError),
+    ("retries", NAN, TypeError),
+    ("retries", INF, TypeError),
+    ("retries", False, TypeError),
+    ("backoff", -1, ValueError),
+    ("backoff", NAN, ValueError),
+    ("backoff", INF, ValueError),
+    ("backoff", True, TypeError),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "error"), BAD_SETTINGS)
+def test_bad_settings_are_refused_naming_the_parameter(
+    name: str, value: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=f"^{name} must be"):
+        PoetryClient(MemoryReactorClock(), **{name: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [bad for bad in BAD_SETTINGS if bad[0] not in {"concurrency", "retries", "backoff"}],
+)
+def test_get_poetry_refuses_bad_settings_too(
+    name: str, value: object, error: type[Exception]
+) -> None:
+    reactor = MemoryReactorClock()
+    with pytest.raises(error, match=f"^{name} must be"):
+        get_poetry(reactor, source(), **{name: value})  # type: ignore[arg-type]
+    assert reactor.tcpClients == []
+
+
 @pytest.mark.parametrize(
     "settings",
     [
-        {"timeout": 0},
-        {"timeout": -1},
-        {"idle_timeout": 0},
-        {"max_bytes": 0},
-        {"concurrency": 0},
-        {"retries": -1},
+        {"timeout": 1e-3, "idle_timeout": None, "max_bytes": None},
+        {"timeout": None, "idle_timeout": 1, "max_bytes": 1},
+        {"concurrency": 1, "retries": 0, "backoff": 0},
     ],
 )
-def test_bad_settings_are_refused(settings: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
-        PoetryClient(MemoryReactorClock(), **settings)
+def test_edge_settings_are_accepted(settings: dict[str, Any]) -> None:
+    PoetryClient(MemoryReactorClock(), **settings)
+
+
+def test_something_that_is_not_a_reactor_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"^reactor must be a Twisted reactor.* not str$"):
+        PoetryClient("not a reactor")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"not Clock$"):
+        get_poetry(Clock(), source())  # type: ignore[arg-type]
 
 
 def test_unknown_codec_is_refused_up_front() -> None:

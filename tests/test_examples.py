@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopback_servers import LoopbackServer
 
 from conftest import subprocess_env
 from poetry_endpoints.server import bundled_poems
@@ -63,7 +66,8 @@ def test_asyncio_example_really_runs_on_the_asyncio_reactor() -> None:
         f"ns = runpy.run_path({str(EXAMPLES / 'asyncio_embedding.py')!r})\n"
         "assert ns['main']([]) == 0\n"
         "from twisted.internet import reactor\n"
-        "print(type(reactor).__name__)\n"
+        "from twisted.internet.asyncioreactor import AsyncioSelectorReactor\n"
+        "print(isinstance(reactor, AsyncioSelectorReactor), reactor.running)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -73,7 +77,111 @@ def test_asyncio_example_really_runs_on_the_asyncio_reactor() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "AsyncioSelectorReactor"
+    assert result.stdout.strip().splitlines()[-1] == "True False"
+
+
+class HTTPPoemServer:
+    """A plain-socket HTTP/1.1 server in a thread: reads each request head, answers one poem."""
+
+    def __init__(self, poem: bytes) -> None:
+        self.response = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(poem) + poem
+        )
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(30)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(10)
+                head = b""
+                try:
+                    while b"\r\n\r\n" not in head and len(head) < 65536:
+                        chunk = connection.recv(4096)
+                        if not chunk:
+                            break
+                        head += chunk
+                    connection.sendall(self.response)
+                    connection.shutdown(socket.SHUT_WR)
+                    while connection.recv(4096):  # until the client closes: no RST
+                        pass
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._listener.close()
+        self._thread.join(5)
+
+
+def test_asyncio_example_fetches_every_kind_of_source() -> None:
+    """Host names and http:// need the reactor's thread pool, so the reactor must be running."""
+    names = ["cafe", "endpoints", "haiku", "loopback"]
+    tcp, named, unix = (
+        LoopbackServer(POEMS[names[0]].encode()),
+        LoopbackServer(POEMS[names[1]].encode()),
+        LoopbackServer(POEMS[names[2]].encode(), unix=True),
+    )
+    http = HTTPPoemServer(POEMS[names[3]].encode())
+    try:
+        sources = [tcp.source, f"localhost:{named.port}", unix.source, http.url]
+        result = run_example("asyncio_embedding.py", *sources)
+    finally:
+        for server in (tcp, named, unix, http):
+            server.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    for source, name in zip(sources, names, strict=True):
+        assert f"--- {source}\n{POEMS[name].strip()}" in result.stdout
+
+
+def signal_mid_fetch(signum: int) -> tuple[int, float, str]:
+    """Run the asyncio example on a host-name source whose poem never ends; signal it once
+    connected.  Returns its exit status, the seconds it took to end, and its stderr."""
+    with LoopbackServer(POEMS["haiku"].encode(), ending="stall") as server:
+        example = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "asyncio_embedding.py"), f"localhost:{server.port}"],
+            env=subprocess_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # As from a terminal: a background shell would start it with SIGINT ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            # Mid-fetch: the name was looked up (the thread pool runs), the
+            # connection is open, and the poem never ends.
+            assert server.connected.wait(30), "the example never connected"
+            sent = time.monotonic()
+            example.send_signal(signum)
+            example.wait(10)
+            took = time.monotonic() - sent
+        finally:
+            if example.poll() is None:
+                example.kill()
+            _, stderr = example.communicate(timeout=10)
+    return example.returncode, took, stderr
+
+
+def test_asyncio_example_ends_at_once_on_sigterm_mid_fetch() -> None:
+    status, took, stderr = signal_mid_fetch(signal.SIGTERM)
+    assert status == -signal.SIGTERM, stderr
+    assert took < 2.0, f"{took:.2f} s to end after SIGTERM"
+
+
+def test_asyncio_example_ends_at_once_on_ctrl_c_mid_fetch() -> None:
+    status, took, stderr = signal_mid_fetch(signal.SIGINT)
+    assert status == 130, stderr
+    assert stderr == ""
+    assert took < 2.0, f"{took:.2f} s to end after SIGINT"
 
 
 @pytest.fixture
