@@ -93,11 +93,19 @@ class ScreenRun:
 
     def scrolled(self) -> list[str]:
         """The lines that scrolled off the top, oldest first, trailing spaces removed."""
+        return [line.rstrip() for line in self.raw_lines()[: len(self.screen.history.top)]]
+
+    def raw_lines(self) -> list[str]:
+        """
+        The scrolled and the visible lines, spaces kept, so that a line the
+        terminal cut in two can be put together again.
+        """
         columns = self.screen.columns
-        return [
-            "".join(line[x].data for x in range(columns)).rstrip()
-            for line in self.screen.history.top
+        every = [
+            *self.screen.history.top,
+            *(self.screen.buffer[y] for y in range(self.screen.lines)),
         ]
+        return ["".join(line[x].data for x in range(columns)) for line in every]
 
     def lines(self) -> list[str]:
         """Everything a person could see or scroll back to, without the trailing blank lines."""
@@ -114,11 +122,13 @@ def run_on_screen(
     rows: int,
     env: dict[str, str],
     timeout: float,
+    stdout: int | None = None,
 ) -> ScreenRun:
     """
     Run C{argv} to its end with one pty of C{columns} x C{rows} as both its
     stdout and its stderr (a user's terminal), and replay what it wrote on a
-    terminal emulator of that size with a scrollback.
+    terminal emulator of that size with a scrollback.  With C{stdout} (a
+    file descriptor or C{subprocess.DEVNULL}) stdout goes there instead.
     """
     import pyte  # the test extra's; only the screen tests need it
 
@@ -126,7 +136,8 @@ def run_on_screen(
     fcntl.ioctl(end, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     env = {k: v for k, v in env.items() if k not in {"COLUMNS", "LINES"}}
     env.setdefault("TERM", "xterm-256color")
-    process = subprocess.Popen(argv, stdout=end, stderr=end, stdin=subprocess.DEVNULL, env=env)
+    out = end if stdout is None else stdout
+    process = subprocess.Popen(argv, stdout=out, stderr=end, stdin=subprocess.DEVNULL, env=env)
     os.close(end)
     try:
         raw = read_pty(controller, time.monotonic() + timeout)

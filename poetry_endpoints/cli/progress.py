@@ -35,6 +35,8 @@ from twisted.internet.task import LoopingCall
 from .output import one_line
 
 REFRESH_SECONDS = 0.1
+#: Narrower than this (a split pane, say), rows cannot say anything useful: none are drawn.
+MIN_WIDTH = 30
 #: At most this many rows, summary included, and never more than half the screen.
 MAX_ROWS = 20
 #: Below this width the rate column is left out, and below the next the elapsed time.
@@ -276,9 +278,12 @@ def render(board: Board, now: float, width: int, height: int) -> RenderableType:
     ]
     columns = 2 + len(number_widths) + 1
     left = width - bar_width - sum(number_widths) - (columns - 1)
-    longest_name = max((len(row.name) for row in rows), default=0)
-    # The state (a failure's reason) matters more than the rest of a long name.
-    name_width = min(longest_name, max(left // 4, min(8, left // 2)), 40)
+    longest_name = max((Text(row.name).cell_len for row in rows), default=0)
+    states = [_state(row) for row in rows]
+    longest_state = max((state.cell_len for state in states), default=0)
+    # A long name takes what the states leave, but at least a quarter: the
+    # state (a failure's reason) matters more than the end of a long name.
+    name_width = min(longest_name, max(left - longest_state, left // 4, min(8, left // 2)), 40)
     state_width = max(left - name_width, 1)
 
     table = Table.grid(padding=(0, 1))
@@ -287,12 +292,12 @@ def render(board: Board, now: float, width: int, height: int) -> RenderableType:
     for number_width in number_widths:
         table.add_column(width=number_width, no_wrap=True, justify="right")
     table.add_column(width=state_width, no_wrap=True, overflow="ellipsis")
-    for row, cells in zip(rows, numbers, strict=True):
+    for row, cells, state in zip(rows, numbers, states, strict=True):
         table.add_row(
             Text(row.name),
             _bar(row, bar_width, now),
             *(Text(cell) for cell in cells),
-            _state(row),
+            state,
             style="red" if row.state == FAILED else None,
         )
     if hidden:
@@ -306,17 +311,27 @@ def _size(row: Row) -> str:
     return "" if row.state == WAITING else binary_size(row.completed)
 
 
+#: rich's default bar colours are pinks close to red, and red here means failed.
+_COMING = "cyan"
+_FINISHED = "green"
+
+
 def _bar(row: Row, width: int, now: float) -> ProgressBar:
+    failed = row.state == FAILED
     if row.total:
-        style = "red" if row.state == FAILED else "bar.complete"
         completed = row.total if row.state == DONE else min(row.completed, row.total)
-        return ProgressBar(total=row.total, completed=completed, width=width, complete_style=style)
+        return ProgressBar(
+            total=row.total,
+            completed=completed,
+            width=width,
+            complete_style="red" if failed else _COMING,
+            finished_style=_FINISHED,
+        )
     if row.state == RECEIVING:  # size unknown: a pulse says bytes are coming
-        return ProgressBar(total=None, width=width, animation_time=now)
+        return ProgressBar(total=None, width=width, pulse_style=_COMING, animation_time=now)
     if row.state == DONE:
-        return ProgressBar(total=1, completed=1, width=width)
-    style = "red" if row.state == FAILED else "bar.back"
-    return ProgressBar(total=1, completed=0, width=width, style=style)
+        return ProgressBar(total=1, completed=1, width=width, finished_style=_FINISHED)
+    return ProgressBar(total=1, completed=0, width=width, style="red" if failed else "bar.back")
 
 
 def _state(row: Row) -> Text:
@@ -354,6 +369,9 @@ class _Region:
 
     def draw(self, lines: list[str]) -> None:
         """Show C{lines}, each narrower than the terminal, in place of the last ones."""
+        if not lines:
+            self.clear()
+            return
         frame = "\n".join(lines)
         if self.height and frame == self._last:
             return
@@ -382,8 +400,8 @@ class RichDisplay:
     the summary is printed by the caller afterwards.
     """
 
-    def __init__(self, reactor: Any, stream: TextIO) -> None:
-        self.console = Console(file=stream)
+    def __init__(self, reactor: Any, stream: TextIO, console: Console | None = None) -> None:
+        self.console = console or Console(file=stream)
         self.board = Board(reactor.seconds)
         self.region = _Region(stream)
         self._loop = LoopingCall(self.refresh)
@@ -416,7 +434,9 @@ class RichDisplay:
         width, height = self.console.size
         # One column spare: a line that fills the last column leaves some
         # terminals waiting to wrap, and the next line would start one too low.
-        width = max(width - 1, 20)
+        width -= 1
+        if width < MIN_WIDTH:
+            return []
         renderable = render(self.board, self.board.clock(), width, height)
         with self.console.capture() as capture:
             self.console.print(renderable, width=width, crop=True, overflow="ellipsis")
