@@ -11,6 +11,7 @@ itself is also driven by a fake clock and replayed the same way.
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -99,6 +100,21 @@ def assert_transcript(run: ScreenRun, expected: list[str], summary: str) -> None
     assert shown[: len(wanted)] == wanted
     rest = run.raw_lines()[len(wanted) : len(shown)]
     assert re.fullmatch(summary, "".join(rest).rstrip()), rest
+
+
+def logical_lines(run: ScreenRun) -> list[str]:
+    """The lines shown, those the terminal cut in two (they fill the width) put together."""
+    columns = run.screen.columns
+    raw = run.raw_lines()[: len(run.lines())]
+    joined, current = [], ""
+    for line in raw:
+        current += line
+        if len(line.rstrip()) < columns:
+            joined.append(current.rstrip())
+            current = ""
+    if current:
+        joined.append(current.rstrip())
+    return joined
 
 
 def failure_reason(source: str) -> tuple[str, str]:
@@ -430,3 +446,32 @@ def test_a_terminal_too_narrow_for_rows_gets_none() -> None:
     clock.advance(0.5)
     display.stop()
     assert stream.getvalue() == ""
+
+
+def test_json_lines_on_a_terminal_stay_above_the_display(tmp_path: Path) -> None:
+    (tmp_path / "first.txt").write_text(FIRST)
+    refused = f"tcp:127.0.0.1:{refused_port()}"
+    failure, _ = failure_reason(refused)
+    with slow_serve(tmp_path / "first.txt") as server:
+        [source] = server.sources(1)
+        # The refused source comes first, so its record is printed while the poem is still coming.
+        run = run_on_screen(
+            [*GET, "--json", refused, source],
+            columns=100,
+            rows=40,
+            env=colourful_env(),
+            timeout=WAIT,
+        )
+    assert run.returncode == 1
+    record, line, poem, summary = logical_lines(run)
+    assert json.loads(record) == {
+        "source": refused,
+        "ok": False,
+        "kind": "connect-failed",
+        "message": failure.removeprefix(f"{PROG}: ").removesuffix(" [connect-failed]"),
+    }
+    assert line == failure
+    assert json.loads(poem)["poem"] == FIRST
+    assert re.fullmatch(
+        rf"{PROG}: 1 of 2 poems delivered \(\d+ bytes\), 1 failed, in [\d.]+ s", summary
+    )

@@ -186,7 +186,8 @@ class Fetch:
                 self._deliver(index, outcome)
             else:
                 self.failed += 1
-                self.output.failure(index, outcome)
+                with self.display.suspended():  # a JSON record may go to the same terminal
+                    self.output.failure(index, outcome)
                 self._complain(failure_line(outcome, PROG))
         except BrokenPipeError:
             self._close_stdout()
