@@ -33,7 +33,7 @@ from wcwidth import wcwidth
 
 from conftest import subprocess_env
 from poetry_endpoints import PoetryClient
-from poetry_endpoints.cli.progress import MAX_ROWS, RichDisplay, binary_size
+from poetry_endpoints.cli.progress import MAX_ROWS, REFRESH_SECONDS, RichDisplay, binary_size
 from poetry_endpoints.server import PoemFile, bundled_poems
 from poetry_endpoints.web import listening_url, make_site
 
@@ -373,10 +373,10 @@ def test_what_is_written_while_suspended_stays_above_the_display() -> None:
     for n in range(3):
         with display.suspended():
             stream.write(f"poem line {n}\n")
-        clock.advance(0.1)
+        clock.advance(REFRESH_SECONDS)
     with display.suspended():
         stream.write("poetry-endpoints: source 2: refused [connect-failed]\n")
-    clock.advance(0.1)
+    clock.advance(REFRESH_SECONDS)
     lines = _lines(_screen(stream.getvalue(), 60, 20))
     assert lines[:4] == [
         "poem line 0",

@@ -14,7 +14,7 @@ height it had before, over whatever was printed in between.  Here:
   it redraws them in place, and it wipes them (leaving the cursor where they
   began) before anything else is written, so poems and failure lines, on
   stdout or stderr, land above the display and stay.
-- The reactor drives it: a `LoopingCall` redraws it ten times a second at
+- The reactor drives it: a `LoopingCall` redraws it five times a second at
   most, its clock is the reactor's, and every update comes from a callback on
   the reactor thread; no thread of its own.
 """
@@ -34,7 +34,8 @@ from twisted.internet.task import LoopingCall
 
 from .output import one_line
 
-REFRESH_SECONDS = 0.1
+#: Five frames a second: a frame of twenty rows costs rich about 15 ms to lay out.
+REFRESH_SECONDS = 0.2
 #: Narrower than this (a split pane, say), rows cannot say anything useful: none are drawn.
 MIN_WIDTH = 30
 #: At most this many rows, summary included, and never more than half the screen.
