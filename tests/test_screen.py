@@ -475,3 +475,16 @@ def test_json_lines_on_a_terminal_stay_above_the_display(tmp_path: Path) -> None
     assert re.fullmatch(
         rf"{PROG}: 1 of 2 poems delivered \(\d+ bytes\), 1 failed, in [\d.]+ s", summary
     )
+
+
+def test_control_characters_in_names_and_reasons_cannot_drive_the_terminal() -> None:
+    clock, stream, display = _display(100, 40)
+    display.track("tcp:evil\n\x1b[2J:1")(3)
+    display.track("tcp:127.0.0.1:2").failed("incomplete", "bad \x1b[31mred\x1b]0;title\x07 end")
+    display.start()
+    clock.advance(REFRESH_SECONDS)
+    lines = _lines(_screen(stream.getvalue(), 100, 40))
+    assert len(lines) == 2
+    assert lines[0].startswith("tcp:evil\\x0a\\x1b[2J")
+    assert "failed: bad \\x1b[31mred\\x1b]0;title\\x07 end" in lines[1]
+    display.stop()
