@@ -130,6 +130,11 @@ class HTTPFetcher:
             )
             finished = body.finished
             assert finished is not None
+            # A progress callback that can use the declared size (a determinate
+            # bar) has an `expect` method; a plain callable is called as before.
+            expect = getattr(progress, "expect", None)
+            if ok and expect is not None and isinstance(response.length, int):
+                expect(response.length)
             response.deliverBody(body)
             if ok:
                 charset = _charset(response)

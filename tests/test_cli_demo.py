@@ -49,5 +49,5 @@ def test_demo_on_a_terminal_shows_progress() -> None:
     shown = run.shown
     assert run.returncode == 0
     assert b"receiving" in shown and b"bytes/s" in shown
-    assert re.search(rb"poetry-endpoints: 5 poems \([0-9.]+ kB\) in [0-9.]+ s", shown)
+    assert re.search(rb"poetry-endpoints: 5 poems \([0-9.]+ KiB\) in [0-9.]+ s", shown)
     assert len(re.findall(rb"^==> ", run.piped, re.MULTILINE)) == len(bundled_poems())

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from rich import filesize
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
@@ -30,7 +29,7 @@ from .output import (
     failure_line,
     one_line,
 )
-from .progress import Display, NoDisplay, RichDisplay, Tracker
+from .progress import Display, NoDisplay, RichDisplay, Tracker, binary_size
 from .runner import Interruption
 
 PROG = "poetry-endpoints"
@@ -73,11 +72,13 @@ def make_output(presentation: Presentation, sources: Sequence[str], streams: Str
     if presentation.json:
         return JSONOutput(streams.stdout)
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    terminal = streams.stdout_is_terminal()
     return TextOutput(
         streams.stdout,
-        terminal=streams.stdout_is_terminal(),
+        terminal=terminal,
         encoding=encoding,
-        headers=presentation.headers,
+        # On a screen, poems running into each other need a line saying whose is whose.
+        headers=presentation.headers or (terminal and len(sources) > 1),
     )
 
 
@@ -127,11 +128,10 @@ class Fetch:
             self.interruption.on_forced_exit(self.output.remove_temporary)
         self.interruption.on_interrupt(self._cancel_all)
         started = self.reactor.seconds()
-        self.display.start()
         try:
             for index, source in enumerate(self.sources):
                 tracker = self.display.track(source.name)
-                download = self.client.get(source, progress=tracker.received)
+                download = self.client.get(source, progress=tracker)
                 download.addCallbacks(
                     self._succeeded,
                     self._failed,
@@ -139,6 +139,8 @@ class Fetch:
                     errbackArgs=(index, tracker),
                 )
                 self._downloads.append(download)
+            # Started once every row exists, so that its first frame shows them all.
+            self.display.start()
             await DeferredList(self._downloads, consumeErrors=True)
         finally:
             self.display.stop()
@@ -156,12 +158,13 @@ class Fetch:
 
     def _failed(self, failure: Failure, index: int, tracker: Tracker) -> None:
         if not failure.check(PoetryError):
-            failure.printTraceback(file=self.streams.stderr)  # a bug, not a failed source
+            with self.display.suspended():  # a bug, not a failed source
+                failure.printTraceback(file=self.streams.stderr)
             self.failed += 1
             self._arrived(index, None)
             return
         error: PoetryError = failure.value  # type: ignore[assignment]
-        tracker.failed(error.kind)
+        tracker.failed(error.kind, error.reason)
         self._arrived(index, error)
 
     def _arrived(self, index: int, outcome: Outcome | None) -> None:
@@ -183,7 +186,8 @@ class Fetch:
                 self._deliver(index, outcome)
             else:
                 self.failed += 1
-                self.output.failure(index, outcome)
+                with self.display.suspended():  # a JSON record may go to the same terminal
+                    self.output.failure(index, outcome)
                 self._complain(failure_line(outcome, PROG))
         except BrokenPipeError:
             self._close_stdout()
@@ -230,7 +234,7 @@ class Fetch:
         if self.presentation.quiet or not self.streams.stderr_is_terminal():
             return
         total = len(self.sources)
-        size = filesize.decimal(self.bytes)
+        size = binary_size(self.bytes)
         if self.interruption.interrupted:
             line = f"interrupted: {self.delivered} of {total} poems delivered ({size})"
         elif self.delivered == total:
