@@ -142,14 +142,22 @@ class ListeningService(Service):
     Listens on one endpoint while running.
 
     L{when_listening} reports the source string that reaches it, or why it
-    could not listen; either way the outcome is also logged.
+    could not listen; either way the outcome is also logged, under C{label}
+    (C{kind} when not given: C{"poetry"} or C{"http"}).
     """
 
     def __init__(
-        self, reactor: Any, description: str, factory: IProtocolFactory, kind: str = "poetry"
+        self,
+        reactor: Any,
+        description: str,
+        factory: IProtocolFactory,
+        kind: str = "poetry",
+        *,
+        label: str | None = None,
     ) -> None:
         self.description = description
         self.kind = kind
+        self.label = kind if label is None else label
         self.endpoint = parse_listen(reactor, description)
         self.factory = factory
         self.port: IListeningPort | None = None
@@ -168,7 +176,7 @@ class ListeningService(Service):
         self._pending = None
         self.port = port
         self.source = source_for(port.getHost(), self.description, self.kind)
-        _log.info("{kind} listening on {source}", kind=self.kind, source=self.source)
+        _log.info("{label} listening on {source}", label=self.label, source=self.source)
         self._settle(self.source)
 
     def _not_listening(self, failure: Failure) -> None:
@@ -314,7 +322,7 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
     factory = PoetryProxyFactory(UpstreamCache(client, upstream, config.cache_seconds))
     top = MultiService()
     for description in config.listen:
-        top.addService(ListeningService(reactor, description, factory))
+        top.addService(ListeningService(reactor, description, factory, label="proxy"))
     return top
 
 
