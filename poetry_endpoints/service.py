@@ -445,10 +445,15 @@ def _global_reactor() -> Any:
     return reactor
 
 
+#: ``twist`` exits 1 when a listener cannot listen, as ``serve`` does.
+CANNOT_LISTEN_STATUS: Final = 1
+
+
 def _stop_unless_listening(reactor: Any, service: MultiService) -> MultiService:
     # Under twist a listener that cannot listen would otherwise leave a
     # process running that serves nothing; the reason is already logged.
     def give_up(failure: Failure) -> None:
+        reactor.addSystemEventTrigger("after", "shutdown", _exit_after_shutdown)
         reactor.callWhenRunning(reactor.stop)
 
     class _Watch(Service):
@@ -458,6 +463,21 @@ def _stop_unless_listening(reactor: Any, service: MultiService) -> MultiService:
 
     service.addService(_Watch())
     return service
+
+
+def _exit_after_shutdown() -> None:
+    # twist and twistd have no way for a service to set the exit status
+    # (twisted/twisted#11335), and they catch SystemExit raised while the
+    # reactor runs.  By the "after" phase of shutdown every service has
+    # stopped (Unix socket files are removed, the log is written), so the
+    # process ends here, with a status a supervisor reads as a failure, as
+    # ``twist web`` does when its port is taken.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken stream has nothing left to flush
+    os._exit(CANNOT_LISTEN_STATUS)
 
 
 def _or_exit(build: Any, reactor: Any, config: Any) -> MultiService:
