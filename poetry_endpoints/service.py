@@ -29,10 +29,17 @@ from twisted.python.failure import Failure
 
 from .errors import PoetryError
 from .faults import FAULTS, FaultyServerFactory
+from .limits import ConnectionLimit
 from .server import DEFAULT_NUM_BYTES, PoemFile, PoetryServerFactory, load_poems
 
 DEFAULT_LISTEN: Final = "tcp:10000:interface=127.0.0.1"
 DEFAULT_PROXY_LISTEN: Final = "tcp:10001:interface=127.0.0.1"
+#: The proxy's bounds, so that neither a stalled upstream nor clients that
+#: never read can hold it for ever: the whole-fetch limit, the time a client
+#: has to take its poem, and how many clients are served at once.
+DEFAULT_PROXY_TIMEOUT: Final = 120.0
+DEFAULT_PROXY_WRITE_TIMEOUT: Final = 60.0
+DEFAULT_PROXY_MAX_CLIENTS: Final = 100
 LISTEN_FORMS: Final = (
     "expected a Twisted server endpoint description such as tcp:10000, "
     "tcp:0:interface=127.0.0.1, tcp6:10000:interface=\\:\\:1 or unix:/path/to.sock"
@@ -77,14 +84,20 @@ class ProxyConfig:
     @ivar timeout: whole-attempt limit for each upstream fetch, or C{None}.
     @ivar idle_timeout: limit on upstream silence between reads, or C{None}.
     @ivar cacert: a PEM file whose CA is also trusted for C{tls:}/C{https:}.
+    @ivar write_timeout: seconds a client has to take its whole poem once it
+        is written before it is aborted, or C{None}.
+    @ivar max_clients: clients served at once, all listeners together; the
+        others wait to be accepted.  C{None}: no limit.
     """
 
     upstream: str
     listen: tuple[str, ...] = (DEFAULT_PROXY_LISTEN,)
     cache_seconds: float = 0.0
-    timeout: float | None = None
+    timeout: float | None = DEFAULT_PROXY_TIMEOUT
     idle_timeout: float | None = 60.0
     cacert: str | None = None
+    write_timeout: float | None = DEFAULT_PROXY_WRITE_TIMEOUT
+    max_clients: int | None = DEFAULT_PROXY_MAX_CLIENTS
 
 
 def parse_listen(reactor: Any, description: str) -> IStreamServerEndpoint:
@@ -154,10 +167,12 @@ class ListeningService(Service):
         kind: str = "poetry",
         *,
         label: str | None = None,
+        limit: ConnectionLimit | None = None,
     ) -> None:
         self.description = description
         self.kind = kind
         self.label = kind if label is None else label
+        self.limit = limit
         self.endpoint = parse_listen(reactor, description)
         self.factory = factory
         self.port: IListeningPort | None = None
@@ -175,6 +190,8 @@ class ListeningService(Service):
     def _listening(self, port: IListeningPort) -> None:
         self._pending = None
         self.port = port
+        if self.limit is not None:
+            self.limit.add_port(port)
         self.source = source_for(port.getHost(), self.description, self.kind)
         _log.info("{label} listening on {source}", label=self.label, source=self.source)
         self._settle(self.source)
@@ -214,6 +231,8 @@ class ListeningService(Service):
             self._pending.cancel()
         port, self.port = self.port, None
         if port is not None:
+            if self.limit is not None:
+                self.limit.remove_port(port)
             return port.stopListening()
         return None
 
@@ -304,6 +323,10 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
         raise ConfigError("nothing to listen on")
     if config.cache_seconds < 0:
         raise ConfigError(f"--cache-seconds must be 0 or more, not {config.cache_seconds:g}")
+    if config.max_clients is not None and config.max_clients < 1:
+        raise ConfigError(f"--max-clients must be at least 1, not {config.max_clients}")
+    if config.write_timeout is not None and not config.write_timeout > 0:
+        raise ConfigError(f"--write-timeout must be positive, not {config.write_timeout:g}")
     try:
         # The proxy relays bytes: decoding is the business of its own clients,
         # and Latin-1 never fails, so a poem in any encoding passes through.
@@ -319,10 +342,15 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
         raise ConfigError(f"invalid upstream: {e}") from None
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    factory = PoetryProxyFactory(UpstreamCache(client, upstream, config.cache_seconds))
+    limit = None if config.max_clients is None else ConnectionLimit(reactor, config.max_clients)
+    factory = PoetryProxyFactory(
+        UpstreamCache(client, upstream, config.cache_seconds),
+        limit=limit,
+        write_timeout=config.write_timeout,
+    )
     top = MultiService()
     for description in config.listen:
-        top.addService(ListeningService(reactor, description, factory, label="proxy"))
+        top.addService(ListeningService(reactor, description, factory, label="proxy", limit=limit))
     return top
 
 
@@ -332,6 +360,18 @@ def _positive_or_none(name: str, text: str) -> float | None:
     value = _number(name, text)
     if not value > 0:
         raise usage.UsageError(f"{name} must be positive, not {text!r}")
+    return value
+
+
+def _count_or_none(name: str, text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise usage.UsageError(f"{name} must be a whole number or none, not {text!r}") from None
+    if value < 1:
+        raise usage.UsageError(f"{name} must be at least 1, not {text!r}")
     return value
 
 
@@ -421,9 +461,28 @@ class ProxyOptions(_ListenOptions):
     optParameters: ClassVar[list[list[str | None]]] = [
         ["upstream", "u", None, "Source string the poems are fetched from (required)."],
         ["cache-seconds", None, "0", "Serve a fetched poem again for this long (0: no cache)."],
-        ["timeout", "t", "none", "Whole-attempt limit per upstream fetch, seconds or none."],
+        [
+            "timeout",
+            "t",
+            f"{DEFAULT_PROXY_TIMEOUT:g}",
+            "Whole-attempt limit per upstream fetch, seconds or none.",
+        ],
         ["idle-timeout", None, "60", "Limit on upstream silence, seconds or none."],
         ["cacert", None, None, "Also trust this CA (PEM) for tls: and https: upstreams."],
+        [
+            "write-timeout",
+            None,
+            f"{DEFAULT_PROXY_WRITE_TIMEOUT:g}",
+            "Abort a client that has not taken its whole poem this many seconds after it "
+            "was written, seconds or none.",
+        ],
+        [
+            "max-clients",
+            None,
+            str(DEFAULT_PROXY_MAX_CLIENTS),
+            "Clients served at once, all listeners together; the others wait to be "
+            "accepted. A number or none.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -436,6 +495,8 @@ class ProxyOptions(_ListenOptions):
             timeout=_positive_or_none("--timeout", self["timeout"]),
             idle_timeout=_positive_or_none("--idle-timeout", self["idle-timeout"]),
             cacert=self["cacert"],
+            write_timeout=_positive_or_none("--write-timeout", self["write-timeout"]),
+            max_clients=_count_or_none("--max-clients", self["max-clients"]),
         )
 
 
