@@ -24,7 +24,13 @@ from zope.interface import implementer
 from poetry_endpoints import Poem
 from poetry_endpoints.limits import ConnectionLimit
 from poetry_endpoints.proxy import PoetryProxyFactory, PoetryProxyProtocol, UpstreamCache
-from poetry_endpoints.service import ConfigError, ProxyConfig, ProxyOptions, build_proxy
+from poetry_endpoints.service import (
+    ConfigError,
+    ProxyConfig,
+    ProxyOptions,
+    build_proxy,
+    listeners,
+)
 
 
 class FakeClient:
@@ -208,6 +214,11 @@ def test_the_defaults_bound_the_proxy() -> None:
     options = ProxyOptions()
     options.parseOptions(["-u", "tcp:127.0.0.1:1"])
     assert options["config"] == config
+    # The upstream fetches have a whole-attempt limit unless told otherwise.
+    (listener,) = listeners(build_proxy(MemoryReactorClock(), config))
+    assert listener.factory.cache.client.timeout == 120  # type: ignore[attr-defined]
+    assert listener.factory.write_timeout == 60  # type: ignore[attr-defined]
+    assert listener.factory.limit.maximum == 100  # type: ignore[attr-defined]
     options = ProxyOptions()
     options.parseOptions(
         ["-u", "tcp:127.0.0.1:1", "-t", "none", "--write-timeout", "none", "--max-clients", "none"]
