@@ -1,17 +1,66 @@
 """
-A bound on the connections a server works on at once.
+What a server does at its limits.
 
-Past the bound the listening ports stop accepting, so further clients wait in
-the kernel's listen backlog, costing this process neither a descriptor nor
+L{ConnectionLimit} bounds the connections a server works on at once.  Past
+the bound the listening ports stop accepting, so further clients wait in the
+kernel's listen backlog, costing this process neither a descriptor nor
 memory, and are accepted as slots free up.  Twisted accepts in bursts, so a
 few connections may be accepted after the last slot is taken: they wait here
 for a slot, without being served anything yet.
+
+L{reset_refused_connections} covers the process's own descriptor limit: the
+clients Twisted has to turn away then are reset, not closed cleanly.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
+from typing import Any
+
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
+
+#: C{SO_LINGER} on with a zero timeout: C{close()} sends a reset.
+_LINGER_RESET = struct.pack("ii", 1, 0)
+#: C{SO_LINGER} off, the default: C{close()} sends what is left, then a FIN.
+_LINGER_OFF = struct.pack("ii", 0, 0)
+
+
+class _LingerOffServer(tcp.Server):
+    """A TCP server connection whose socket closes normally again."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        # Before Twisted or any protocol sees the connection, so that nothing
+        # written to it can be cut short by a reset at close.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
+        super().__init__(sock, *args, **kwargs)
+
+
+def reset_refused_connections(port: object) -> bool:
+    """
+    Make a TCP listening port reset the clients it cannot serve.
+
+    Out of file descriptors, Twisted's TCP port accepts the waiting clients
+    with a descriptor it keeps in reserve and closes them at once
+    (C{EMFILE} recovery).  A clean close after no data is a whole, empty
+    poem to a client, so that close must be a reset.  The listening socket
+    gets C{SO_LINGER} with a zero timeout, which the sockets it accepts
+    inherit, so closing one sends a reset; every connection the port goes on
+    to serve has the default restored as it is accepted.
+
+    @return: whether C{port} was set up: only Twisted's own TCP ports are.
+    """
+    if not isinstance(port, tcp.Port) or port.transport is not tcp.Server:
+        return False
+    listening: socket.socket = port.socket
+    if listening.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    # The connection class first: the port accepts only once the reactor runs.
+    port.transport = _LingerOffServer
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    return True
 
 
 class ConnectionLimit:

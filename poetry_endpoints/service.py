@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 
 from .errors import PoetryError
 from .faults import FAULTS, FaultyServerFactory
-from .limits import ConnectionLimit
+from .limits import ConnectionLimit, reset_refused_connections
 from .server import DEFAULT_NUM_BYTES, PoemFile, PoetryServerFactory, load_poems
 
 DEFAULT_LISTEN: Final = "tcp:10000:interface=127.0.0.1"
@@ -190,6 +190,7 @@ class ListeningService(Service):
     def _listening(self, port: IListeningPort) -> None:
         self._pending = None
         self.port = port
+        reset_refused_connections(port)
         if self.limit is not None:
             self.limit.add_port(port)
         self.source = source_for(port.getHost(), self.description, self.kind)
