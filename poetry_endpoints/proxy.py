@@ -7,7 +7,12 @@ L{PoetryClient}, so any source the library accepts (``tcp:``, ``unix:``,
 can be cached for a while, and connections that arrive while a fetch is in
 flight share it.  When the upstream fails, the connection is aborted (RST on
 TCP), never closed cleanly, so that clients report ``incomplete`` instead of
-taking an empty poem for a whole one (SPEC §1).
+taking an empty poem for a whole one.
+
+Each client's poem stays in memory until the client has taken it, so what
+clients that never read can cost is bounded by two settings of
+L{PoetryProxyFactory}: a write timeout, after which such a client is
+aborted, and a L{ConnectionLimit} on the clients served at once.
 """
 
 from __future__ import annotations

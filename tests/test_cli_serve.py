@@ -1,5 +1,5 @@
 """
-``poetry-endpoints serve`` as a real subprocess on loopback (SPEC §5).
+``poetry-endpoints serve`` as a real subprocess on loopback.
 
 The server prints ``listening on SOURCE`` lines that these tests read to find
 it, then fetch from it with plain sockets.

@@ -1,5 +1,5 @@
 """
-``poetry-endpoints serve``: the companion poetry server (SPEC §5).
+``poetry-endpoints serve``: the companion poetry server.
 
 Also home of L{run_listening}, which ``proxy`` shares: it runs a service
 built by `poetry_endpoints.service` in the foreground, prints a
