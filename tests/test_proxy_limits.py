@@ -8,28 +8,35 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from serve_process import WAIT, Running, cli, connect, fetch
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import connectionDone
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from poetry_endpoints import Poem
+from poetry_endpoints import Poem, PoetryError, get_poetry
+from poetry_endpoints.faults import FaultyServerFactory
 from poetry_endpoints.limits import ConnectionLimit
 from poetry_endpoints.proxy import PoetryProxyFactory, PoetryProxyProtocol, UpstreamCache
+from poetry_endpoints.server import PoemFile
 from poetry_endpoints.service import (
     ConfigError,
     ProxyConfig,
     ProxyOptions,
     build_proxy,
     listeners,
+    when_listening,
 )
 
 
@@ -347,3 +354,44 @@ def test_a_client_that_never_reads_is_reset_and_the_next_one_served(tmp_path: Pa
             assert data == poem.read_bytes()
             assert proxy.stop() == 0
         server.stop()
+
+
+class RealPorts(TestCase):
+    """The limit pausing a real listening port of a proxy built by `build_proxy`."""
+
+    async def test_a_full_proxy_stops_accepting_until_a_client_is_done(self) -> None:
+        stalling = FaultyServerFactory([PoemFile("one", b"never sent\n")], reactor, "stall")
+        upstream = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(stalling)
+        self.addCleanup(upstream.stopListening)
+        config = ProxyConfig(
+            upstream=f"tcp:127.0.0.1:{upstream.getHost().port}",
+            listen=("tcp:0:interface=127.0.0.1",),
+            max_clients=1,
+            idle_timeout=0.5,
+        )
+        service = build_proxy(reactor, config)
+        service.startService()
+        self.addCleanup(service.stopService)
+        (source,) = await when_listening(service)
+        (listener,) = listeners(service)
+        limit = listener.limit
+        assert limit is not None
+        self.assertIn(listener.port, reactor.getReaders())
+
+        first = get_poetry(reactor, source)
+        await _until(lambda: limit.in_use == 1)
+        self.assertNotIn(listener.port, reactor.getReaders())
+        # The stalled upstream times out, the client is aborted, its slot is free.
+        with self.assertRaises(PoetryError) as failed:
+            await first
+        self.assertEqual(failed.exception.kind, "incomplete")
+        await _until(lambda: limit.in_use == 0)
+        self.assertIn(listener.port, reactor.getReaders())
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await deferLater(reactor, 0.01)
+    raise AssertionError("never came true")
