@@ -457,7 +457,8 @@ class ProxyOptions(_ListenOptions):
     longdesc = (
         "Serve each connection the poem fetched from an upstream source (tcp:, unix:, tls:, "
         "http(s):// ...), cached for --cache-seconds. When the upstream fails, the connection "
-        "is aborted rather than closed, so clients never take a partial poem for a whole one."
+        "is aborted rather than closed, so clients never take a partial poem for a whole one. "
+        "Clients that never read are bounded by --write-timeout and --max-clients."
     )
     optParameters: ClassVar[list[list[str | None]]] = [
         ["upstream", "u", None, "Source string the poems are fetched from (required)."],
