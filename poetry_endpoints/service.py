@@ -29,10 +29,17 @@ from twisted.python.failure import Failure
 
 from .errors import PoetryError
 from .faults import FAULTS, FaultyServerFactory
+from .limits import ConnectionLimit, reset_refused_connections
 from .server import DEFAULT_NUM_BYTES, PoemFile, PoetryServerFactory, load_poems
 
 DEFAULT_LISTEN: Final = "tcp:10000:interface=127.0.0.1"
 DEFAULT_PROXY_LISTEN: Final = "tcp:10001:interface=127.0.0.1"
+#: The proxy's bounds, so that neither a stalled upstream nor clients that
+#: never read can hold it for ever: the whole-fetch limit, the time a client
+#: has to take its poem, and how many clients are served at once.
+DEFAULT_PROXY_TIMEOUT: Final = 120.0
+DEFAULT_PROXY_WRITE_TIMEOUT: Final = 60.0
+DEFAULT_PROXY_MAX_CLIENTS: Final = 100
 LISTEN_FORMS: Final = (
     "expected a Twisted server endpoint description such as tcp:10000, "
     "tcp:0:interface=127.0.0.1, tcp6:10000:interface=\\:\\:1 or unix:/path/to.sock"
@@ -77,14 +84,20 @@ class ProxyConfig:
     @ivar timeout: whole-attempt limit for each upstream fetch, or C{None}.
     @ivar idle_timeout: limit on upstream silence between reads, or C{None}.
     @ivar cacert: a PEM file whose CA is also trusted for C{tls:}/C{https:}.
+    @ivar write_timeout: seconds a client has to take its whole poem once it
+        is written before it is aborted, or C{None}.
+    @ivar max_clients: clients served at once, all listeners together; the
+        others wait to be accepted.  C{None}: no limit.
     """
 
     upstream: str
     listen: tuple[str, ...] = (DEFAULT_PROXY_LISTEN,)
     cache_seconds: float = 0.0
-    timeout: float | None = None
+    timeout: float | None = DEFAULT_PROXY_TIMEOUT
     idle_timeout: float | None = 60.0
     cacert: str | None = None
+    write_timeout: float | None = DEFAULT_PROXY_WRITE_TIMEOUT
+    max_clients: int | None = DEFAULT_PROXY_MAX_CLIENTS
 
 
 def parse_listen(reactor: Any, description: str) -> IStreamServerEndpoint:
@@ -142,14 +155,24 @@ class ListeningService(Service):
     Listens on one endpoint while running.
 
     L{when_listening} reports the source string that reaches it, or why it
-    could not listen; either way the outcome is also logged.
+    could not listen; either way the outcome is also logged, under C{label}
+    (C{kind} when not given: C{"poetry"} or C{"http"}).
     """
 
     def __init__(
-        self, reactor: Any, description: str, factory: IProtocolFactory, kind: str = "poetry"
+        self,
+        reactor: Any,
+        description: str,
+        factory: IProtocolFactory,
+        kind: str = "poetry",
+        *,
+        label: str | None = None,
+        limit: ConnectionLimit | None = None,
     ) -> None:
         self.description = description
         self.kind = kind
+        self.label = kind if label is None else label
+        self.limit = limit
         self.endpoint = parse_listen(reactor, description)
         self.factory = factory
         self.port: IListeningPort | None = None
@@ -167,8 +190,11 @@ class ListeningService(Service):
     def _listening(self, port: IListeningPort) -> None:
         self._pending = None
         self.port = port
+        reset_refused_connections(port)
+        if self.limit is not None:
+            self.limit.add_port(port)
         self.source = source_for(port.getHost(), self.description, self.kind)
-        _log.info("{kind} listening on {source}", kind=self.kind, source=self.source)
+        _log.info("{label} listening on {source}", label=self.label, source=self.source)
         self._settle(self.source)
 
     def _not_listening(self, failure: Failure) -> None:
@@ -206,6 +232,8 @@ class ListeningService(Service):
             self._pending.cancel()
         port, self.port = self.port, None
         if port is not None:
+            if self.limit is not None:
+                self.limit.remove_port(port)
             return port.stopListening()
         return None
 
@@ -296,6 +324,10 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
         raise ConfigError("nothing to listen on")
     if config.cache_seconds < 0:
         raise ConfigError(f"--cache-seconds must be 0 or more, not {config.cache_seconds:g}")
+    if config.max_clients is not None and config.max_clients < 1:
+        raise ConfigError(f"--max-clients must be at least 1, not {config.max_clients}")
+    if config.write_timeout is not None and not config.write_timeout > 0:
+        raise ConfigError(f"--write-timeout must be positive, not {config.write_timeout:g}")
     try:
         # The proxy relays bytes: decoding is the business of its own clients,
         # and Latin-1 never fails, so a poem in any encoding passes through.
@@ -311,10 +343,15 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
         raise ConfigError(f"invalid upstream: {e}") from None
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    factory = PoetryProxyFactory(UpstreamCache(client, upstream, config.cache_seconds))
+    limit = None if config.max_clients is None else ConnectionLimit(reactor, config.max_clients)
+    factory = PoetryProxyFactory(
+        UpstreamCache(client, upstream, config.cache_seconds),
+        limit=limit,
+        write_timeout=config.write_timeout,
+    )
     top = MultiService()
     for description in config.listen:
-        top.addService(ListeningService(reactor, description, factory))
+        top.addService(ListeningService(reactor, description, factory, label="proxy", limit=limit))
     return top
 
 
@@ -324,6 +361,18 @@ def _positive_or_none(name: str, text: str) -> float | None:
     value = _number(name, text)
     if not value > 0:
         raise usage.UsageError(f"{name} must be positive, not {text!r}")
+    return value
+
+
+def _count_or_none(name: str, text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise usage.UsageError(f"{name} must be a whole number or none, not {text!r}") from None
+    if value < 1:
+        raise usage.UsageError(f"{name} must be at least 1, not {text!r}")
     return value
 
 
@@ -408,14 +457,34 @@ class ProxyOptions(_ListenOptions):
     longdesc = (
         "Serve each connection the poem fetched from an upstream source (tcp:, unix:, tls:, "
         "http(s):// ...), cached for --cache-seconds. When the upstream fails, the connection "
-        "is aborted rather than closed, so clients never take a partial poem for a whole one."
+        "is aborted rather than closed, so clients never take a partial poem for a whole one. "
+        "Clients that never read are bounded by --write-timeout and --max-clients."
     )
     optParameters: ClassVar[list[list[str | None]]] = [
         ["upstream", "u", None, "Source string the poems are fetched from (required)."],
         ["cache-seconds", None, "0", "Serve a fetched poem again for this long (0: no cache)."],
-        ["timeout", "t", "none", "Whole-attempt limit per upstream fetch, seconds or none."],
+        [
+            "timeout",
+            "t",
+            f"{DEFAULT_PROXY_TIMEOUT:g}",
+            "Whole-attempt limit per upstream fetch, seconds or none.",
+        ],
         ["idle-timeout", None, "60", "Limit on upstream silence, seconds or none."],
         ["cacert", None, None, "Also trust this CA (PEM) for tls: and https: upstreams."],
+        [
+            "write-timeout",
+            None,
+            f"{DEFAULT_PROXY_WRITE_TIMEOUT:g}",
+            "Abort a client that has not taken its whole poem this many seconds after it "
+            "was written, seconds or none.",
+        ],
+        [
+            "max-clients",
+            None,
+            str(DEFAULT_PROXY_MAX_CLIENTS),
+            "Clients served at once, all listeners together; the others wait to be "
+            "accepted. A number or none.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -428,6 +497,8 @@ class ProxyOptions(_ListenOptions):
             timeout=_positive_or_none("--timeout", self["timeout"]),
             idle_timeout=_positive_or_none("--idle-timeout", self["idle-timeout"]),
             cacert=self["cacert"],
+            write_timeout=_positive_or_none("--write-timeout", self["write-timeout"]),
+            max_clients=_count_or_none("--max-clients", self["max-clients"]),
         )
 
 
@@ -437,10 +508,15 @@ def _global_reactor() -> Any:
     return reactor
 
 
+#: ``twist`` exits 1 when a listener cannot listen, as ``serve`` does.
+CANNOT_LISTEN_STATUS: Final = 1
+
+
 def _stop_unless_listening(reactor: Any, service: MultiService) -> MultiService:
     # Under twist a listener that cannot listen would otherwise leave a
     # process running that serves nothing; the reason is already logged.
     def give_up(failure: Failure) -> None:
+        reactor.addSystemEventTrigger("after", "shutdown", _exit_after_shutdown)
         reactor.callWhenRunning(reactor.stop)
 
     class _Watch(Service):
@@ -450,6 +526,21 @@ def _stop_unless_listening(reactor: Any, service: MultiService) -> MultiService:
 
     service.addService(_Watch())
     return service
+
+
+def _exit_after_shutdown() -> None:
+    # twist and twistd have no way for a service to set the exit status
+    # (twisted/twisted#11335), and they catch SystemExit raised while the
+    # reactor runs.  By the "after" phase of shutdown every service has
+    # stopped (Unix socket files are removed, the log is written), so the
+    # process ends here, with a status a supervisor reads as a failure, as
+    # ``twist web`` does when its port is taken.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken stream has nothing left to flush
+    os._exit(CANNOT_LISTEN_STATUS)
 
 
 def _or_exit(build: Any, reactor: Any, config: Any) -> MultiService:

@@ -96,7 +96,7 @@ class NamedPoems(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         _plain(request)
-        return b"".join(name + b"\n" for name in self._names)
+        return _body(request, b"".join(name + b"\n" for name in self._names))
 
 
 class OnePoem(Resource):
@@ -125,7 +125,7 @@ class NotFound(Resource):
         """A plain-text 404, whatever the method."""
         request.setResponseCode(404)
         _plain(request)
-        return b"no such poem\n"
+        return _body(request, b"no such poem\n")
 
 
 def _poem(request: Request, poem: PoemFile, *, turn: bool) -> bytes:
@@ -133,7 +133,20 @@ def _poem(request: Request, poem: PoemFile, *, turn: bool) -> bytes:
     if turn:
         # The same URL gives a different poem each time.
         request.setHeader(b"cache-control", b"no-store")
-    return poem.data
+    return _body(request, poem.data)
+
+
+def _body(request: Request, data: bytes) -> bytes:
+    """
+    C{data} for a GET; for a HEAD, its length alone.
+
+    Twisted drops a body rendered for a HEAD, but logs a warning for each
+    one; a HEAD answer is the GET's headers, Content-Length included.
+    """
+    if request.method == b"HEAD":
+        request.setHeader(b"content-length", b"%d" % len(data))
+        return b""
+    return data
 
 
 def _plain(request: Request) -> None:

@@ -200,6 +200,47 @@ def test_http_listener_serves_poems_over_http() -> None:
     assert body in [poem.data for poem in bundled_poems()]
 
 
+def _http_exchange(url: str, request: bytes) -> bytes:
+    host, port = url[len("http://") : -1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+        sock.sendall(request)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return response
+
+
+def _headers(head: bytes) -> dict[bytes, bytes]:
+    lines = head.split(b"\r\n")[1:]
+    return {
+        name.strip().lower(): value.strip() for name, _, value in (h.partition(b":") for h in lines)
+    }
+
+
+@pytest.mark.parametrize("path", ["/", "/poems/haiku", "/poems/", "/nothing"])
+def test_head_answers_the_get_headers_without_a_body_or_a_warning(path: str) -> None:
+    pytest.importorskip("poetry_endpoints.web")
+    with Running(cli("serve", "-l", LOOPBACK, "--http", LOOPBACK)) as server:
+        _, url = server.sources(2)
+        ask = f"{{}} {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".format
+        head = _http_exchange(url, ask("HEAD").encode())
+        got = _http_exchange(url, ask("GET").encode())
+        assert server.stop() == 0
+    head_headers, _, head_body = head.partition(b"\r\n\r\n")
+    get_headers, _, get_body = got.partition(b"\r\n\r\n")
+    assert head_body == b""
+    assert get_body, got
+    # The status line and every header but the date are the GET's, length included.
+    assert head_headers.split(b"\r\n")[0] == get_headers.split(b"\r\n")[0]
+    expected = _headers(get_headers)
+    assert expected[b"content-length"] == b"%d" % len(get_body)
+    actual = _headers(head_headers)
+    for headers in (expected, actual):
+        headers.pop(b"date", None)
+    assert actual == expected
+    assert "Warning" not in server.stderr and "eat it" not in server.stderr, server.stderr
+
+
 def test_help_names_every_option() -> None:
     result = _run("serve", "--help")
     assert result.returncode == 0

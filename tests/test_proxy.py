@@ -239,6 +239,9 @@ def test_cli_proxy_chain_and_upstream_failure(tmp_path: Path) -> None:
     assert len(failures) == 1, proxy.stderr
     assert upstream in failures[0] and "connect-failed" in failures[0]
     assert "Traceback" not in proxy.stderr
+    # Its own log says what is listening: a proxy, not a poetry server.
+    assert f"proxy listening on {tcp}" in proxy.stderr
+    assert "poetry listening" not in proxy.stderr
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import pytest
 import tomllib
 from serve_process import WAIT, Running, fetch, twist
 
@@ -127,13 +128,23 @@ def test_twist_usage_errors_are_one_line_and_exit_64(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_twist_poetry_gives_up_when_it_cannot_listen(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plugin", [["poetry"], ["poetry-proxy", "-u", "tcp:127.0.0.1:1"]])
+def test_twist_exits_1_when_it_cannot_listen_after_stopping_the_rest(
+    tmp_path: Path, plugin: list[str]
+) -> None:
     import socket
 
+    sock = tmp_path / "first.sock"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = _run(twist("poetry", "--listen", f"tcp:{port}:interface=127.0.0.1"), tmp_path)
-    assert result.returncode == 0
+        argv = twist(*plugin, "-l", f"unix:{sock}", "-l", f"tcp:{port}:interface=127.0.0.1")
+        result = _run(argv, tmp_path)
+    # A supervisor sees a failure, as with `twist web` on a port in use.
+    assert result.returncode == 1, result.stdout + result.stderr
     assert f"could not listen on tcp:{port}:interface=127.0.0.1" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    # The listener that did start was stopped cleanly: its socket file is gone.
+    assert f"listening on unix:{sock}" in result.stdout
+    assert not sock.exists()

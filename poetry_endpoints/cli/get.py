@@ -102,7 +102,9 @@ def add_parser(commands: Any) -> None:
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
-        help="limit on each whole attempt, connecting included (default: none)",
+        help="limit on each whole attempt, connecting included (default: none: with only "
+        "--idle-timeout, a server sending a byte just within it each time can hold a "
+        "fetch for ever)",
     )
     parser.add_argument(
         "--idle-timeout",

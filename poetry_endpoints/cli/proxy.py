@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..service import DEFAULT_PROXY_LISTEN, ProxyConfig, build_proxy
-from .serve import add_listen_option, non_negative, run_listening
+from ..service import (
+    DEFAULT_PROXY_LISTEN,
+    DEFAULT_PROXY_MAX_CLIENTS,
+    DEFAULT_PROXY_TIMEOUT,
+    DEFAULT_PROXY_WRITE_TIMEOUT,
+    ProxyConfig,
+    build_proxy,
+)
+from .serve import add_listen_option, non_negative, positive_int, run_listening
 
 
 def add_parser(commands: Any) -> None:
@@ -35,10 +42,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "-t",
         "--timeout",
-        type=positive,
-        default=None,
+        type=positive_or_none,
+        default=DEFAULT_PROXY_TIMEOUT,
         metavar="SECONDS",
-        help="whole-attempt limit per upstream fetch (default: none)",
+        help="whole-attempt limit per upstream fetch, so that an upstream sending a byte now "
+        f"and then cannot hold the clients for ever; 'none' for no limit "
+        f"(default: {DEFAULT_PROXY_TIMEOUT:g})",
     )
     parser.add_argument(
         "--idle-timeout",
@@ -52,6 +61,24 @@ def add_parser(commands: Any) -> None:
         metavar="PEM",
         help="also trust this CA for tls: and https: upstreams",
     )
+    parser.add_argument(
+        "--write-timeout",
+        type=positive_or_none,
+        default=DEFAULT_PROXY_WRITE_TIMEOUT,
+        metavar="SECONDS",
+        help="abort a client that has not taken its whole poem SECONDS after it was written, "
+        "so that clients that never read cannot keep poems in memory; 'none' for no limit "
+        f"(default: {DEFAULT_PROXY_WRITE_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--max-clients",
+        type=count_or_none,
+        default=DEFAULT_PROXY_MAX_CLIENTS,
+        metavar="N",
+        help="clients served at once, all listeners together; further clients wait to be "
+        "accepted until one is done; memory grows with N times the poem size; 'none' for "
+        f"no limit (default: {DEFAULT_PROXY_MAX_CLIENTS})",
+    )
 
 
 def positive(text: str) -> float:
@@ -60,6 +87,16 @@ def positive(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
     return value
+
+
+def positive_or_none(text: str) -> float | None:
+    """An argparse type: a number of seconds above 0, or C{none}."""
+    return None if text.strip().lower() == "none" else positive(text)
+
+
+def count_or_none(text: str) -> int | None:
+    """An argparse type: a whole number, 1 or more, or C{none}."""
+    return None if text.strip().lower() == "none" else positive_int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,5 +108,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         idle_timeout=args.idle_timeout,
         cacert=args.cacert,
+        write_timeout=args.write_timeout,
+        max_clients=args.max_clients,
     )
     return run_listening("proxy", lambda reactor: build_proxy(reactor, config))
