@@ -264,7 +264,24 @@ class HTTPFetcher:
             )
         if client.idle_timeout is not None:
             request.addTimeout(client.idle_timeout, client.reactor, _no_headers(source))
-        request.addErrback(_request_failed, source)
+        cancelled = False
+
+        def cancel(_: Deferred[Body]) -> None:
+            # While a name resolves, cancelling shows up as a DNSLookupError,
+            # not a CancelledError: only this flag tells it from a real
+            # failure (which, as connect-failed, would be retried).
+            nonlocal cancelled
+            cancelled = True
+            request.cancel()
+
+        def failed(failure: Failure) -> Failure:
+            if cancelled and not failure.check(PoetryError):
+                return Failure(
+                    PoetryError(source.name, "cancelled", "cancelled before the response")
+                )
+            return _request_failed(failure, source)
+
+        request.addErrback(failed)
 
         def got_response(response: IResponse) -> Deferred[Body]:
             ok = 200 <= response.code < 300
@@ -287,7 +304,9 @@ class HTTPFetcher:
             error = PoetryError(source.name, "http-status", status)
             return finished.addBoth(lambda _: Failure(error))
 
-        return request.addCallback(got_response)
+        attempt: Deferred[Body] = Deferred(cancel)
+        request.addCallback(got_response).chainDeferred(attempt)
+        return attempt
 
     def close(self) -> Deferred[None]:
         """Close the pool's idle persistent connections."""

@@ -336,6 +336,17 @@ class NameTests(HostileTest):
         error = await self.failure(url, "connect-failed")
         self.assertIn("name did not resolve", str(error))
 
+    @inline
+    async def test_cancelling_while_a_name_resolves_is_cancelled(self) -> None:
+        # Cancelled mid-lookup, the endpoint reports a DNSLookupError: that
+        # must not pass for connect-failed (which would even be retried).
+        url = self.hostile(recording)
+        download = self.secure_client(retries=2, backoff=0.01).get(url)
+        download.cancel()
+        error = await self.fail_with(download)
+        self.assertEqual(error.kind, "cancelled", str(error))
+        self.assertEqual(self.server.requests, [])
+
 
 def recording(connection: socket.socket) -> None:
     connection.sendall(head(b"Content-Length: %d" % len(POEM)) + b"\r\n" + POEM)
