@@ -196,7 +196,7 @@ class _GunzipProtocol(Protocol):
                 PoetryError(
                     body.source,
                     "incomplete",
-                    f"the gzip stream ended before its end after {self._compressed} bytes "
+                    f"the gzip stream stops short after {self._compressed} bytes "
                     f"({body.received} inflated); poem incomplete",
                 )
             )
