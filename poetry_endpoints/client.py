@@ -117,6 +117,10 @@ class PoetryClient:
         C{incomplete}, C{backoff}, 2*C{backoff}, 4*C{backoff}... seconds apart.
     @param cacert: path of a PEM file whose CA is trusted, as well as the
         platform's, for C{tls:} and C{https:} sources.
+    @param user_agent: the C{User-Agent} of HTTP requests (printable
+        ASCII); C{None} for C{poetry-endpoints/VERSION}.
+    @param allow_downgrade: follow redirects from an C{https:} source to
+        plain C{http:}; refused (kind C{http-status}) by default.
     """
 
     def __init__(
@@ -132,6 +136,8 @@ class PoetryClient:
         retries: int = 0,
         backoff: float = DEFAULT_BACKOFF,
         cacert: str | None = None,
+        user_agent: str | None = None,
+        allow_downgrade: bool = False,
     ) -> None:
         if not isinstance(reactor, PoetryReactor):
             raise TypeError(
@@ -167,6 +173,12 @@ class PoetryClient:
         self.retries = retries
         self.backoff = backoff
         self.cacert = cacert
+        if user_agent is not None and not (
+            user_agent.isascii() and user_agent.isprintable() and user_agent
+        ):
+            raise ValueError(f"user_agent must be non-empty printable ASCII, not {user_agent!r}")
+        self.user_agent = user_agent
+        self.allow_downgrade = allow_downgrade
         self._slots = DeferredSemaphore(concurrency)
         self._http: HTTPFetcher | None = None
         self._parsed: dict[str, Source] = {}
@@ -310,7 +322,9 @@ class PoetryClient:
         if self._http is None:
             from .http import HTTPFetcher
 
-            self._http = HTTPFetcher(self)
+            self._http = HTTPFetcher(
+                self, allow_downgrade=self.allow_downgrade, user_agent=self.user_agent
+            )
         return self._http
 
     def _poem(self, source: Source, data: bytes, charset: str | None, elapsed: float) -> Poem:

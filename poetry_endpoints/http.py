@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import re
+import zlib
 from email.message import Message
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
+from treq.cookies import IndexableCookieJar
 from twisted.internet.defer import CancelledError, Deferred, fail
-from twisted.internet.error import ConnectError
+from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web._newclient import HEADER, STATUS, HTTP11ClientProtocol
 from twisted.web.client import (
     Agent,
     BrowserLikeRedirectAgent,
+    GzipDecoder,
     HTTPConnectionPool,
     ResponseDone,
     _HTTP11ClientFactory,
 )
 from twisted.web.error import InfiniteRedirection, RedirectWithNoLocation
-from twisted.web.http import PotentialDataLoss
-from twisted.web.iweb import IResponse
+from twisted.web.http import PotentialDataLoss, _DataLoss, _IdentityTransferDecoder
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from zope.interface import implementer
 
 from .errors import PoetryError
 from .protocol import PoetryProtocol, ProgressCallback
@@ -39,6 +48,9 @@ ERROR_BODY_MAX_BYTES = 64 * 1024
 #: The most a response's status line and headers may take.  Twisted's client
 #: sets no limit, so a server sending headers forever would fill the memory.
 MAX_HEAD_BYTES = 64 * 1024
+#: The most a gzip body is inflated in one step, so that a body's cap is
+#: checked before a small read of a compression bomb becomes a huge string.
+INFLATE_STEP = 256 * 1024
 
 
 class ResponseHeadTooLarge(Exception):
@@ -64,6 +76,35 @@ class _BoundedHeadProtocol(HTTP11ClientProtocol):
         if self._head_bytes > MAX_HEAD_BYTES:
             HTTP11ClientProtocol._giveUp(self, Failure(ResponseHeadTooLarge()))
 
+    def _disconnectParser(self, reason: Failure) -> None:
+        # A body with neither a length nor chunking ends when the connection
+        # does, and twisted.web reports every such end as PotentialDataLoss,
+        # whatever ended the connection: a reset, an abort, or a TLS
+        # connection closed without close_notify (a truncation attack) would
+        # all pass for the end of the body.  Only here is the connection's
+        # own reason known: anything but a clean close (FIN, after
+        # close_notify under TLS) makes the body end as cut short, which
+        # twisted.web reports as ResponseFailed carrying this reason.
+        parser = self._parser
+        decoder = getattr(parser, "bodyDecoder", None)
+        if (
+            isinstance(decoder, _IdentityTransferDecoder)
+            and decoder.contentLength is None
+            and not reason.check(ConnectionDone)
+        ):
+            parser.bodyDecoder = _CutShort()  # type: ignore[union-attr]
+        HTTP11ClientProtocol._disconnectParser(self, reason)
+
+
+class _CutShort:
+    """A body decoder whose body ended before it was whole."""
+
+    def dataReceived(self, data: bytes) -> None:
+        raise RuntimeError("no data after the connection is lost")
+
+    def noMoreData(self) -> None:
+        raise _DataLoss()
+
 
 class _BoundedHeadFactory(_HTTP11ClientFactory):
     def buildProtocol(self, addr: object) -> HTTP11ClientProtocol:
@@ -76,46 +117,171 @@ class HTTPBodyProtocol(PoetryProtocol):
     def is_clean_close(self, reason: Failure) -> bool:
         # PotentialDataLoss: a body delimited by the server closing the
         # connection, which for HTTP/1.0-style responses is the normal end.
+        # Our connection protocol turns every other end of such a body into
+        # a failure first (see _BoundedHeadProtocol._disconnectParser), so
+        # here it can only stand for a clean close.
         return reason.check(ResponseDone, PotentialDataLoss) is not None
 
     def abort_transport(self) -> None:
-        # The body's transport is a proxy whose stopProducing only closes
-        # gently; a cap or a cancellation must cut the TCP connection itself.
-        connection = getattr(self.transport, "_producer", None)
-        if connection is not None and hasattr(connection, "abortConnection"):
-            connection.abortConnection()
-        else:
-            self.transport.stopProducing()  # type: ignore[union-attr]
+        _abort(self.transport)
+
+    def fail(self, error: PoetryError) -> None:
+        """Fail C{finished} with C{error}, the connection being already gone."""
+        self._finish(Failure(error))
+
+
+def _abort(transport: object) -> None:
+    # A body's transport is a proxy whose stopProducing only closes gently;
+    # a cap or a cancellation must cut the TCP connection itself.
+    connection = getattr(transport, "_producer", None)
+    if connection is not None and hasattr(connection, "abortConnection"):
+        connection.abortConnection()
+    elif transport is not None:
+        transport.stopProducing()  # type: ignore[attr-defined]
+
+
+class _GunzipProtocol(Protocol):
+    """
+    Inflates a ``Content-Encoding: gzip`` body into an `HTTPBodyProtocol`.
+
+    Unlike twisted.web's own decoder it tells a body that is not gzip
+    (``decode``, the connection aborted) and a gzip stream that stops before
+    its end (``incomplete``, even when the HTTP body itself was whole) from
+    a poem, and it inflates at most L{INFLATE_STEP} bytes at a time, so the
+    body's cap sees a compression bomb before it fills the memory.
+    """
+
+    def __init__(self, inner: Protocol, body: HTTPBodyProtocol) -> None:
+        self._inner = inner  # the body, or the next gzip layer inwards
+        self._body = body
+        self._inflater = _inflater()
+        self._compressed = 0
+        #: Whether what was received so far ends at the end of a gzip member.
+        self._whole = True
+
+    def connectionMade(self) -> None:
+        self._inner.makeConnection(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._compressed += len(data)
+        body = self._body
+        while data and body.finished is not None:
+            self._whole = False
+            try:
+                inflated = self._inflater.decompress(data, INFLATE_STEP)
+            except zlib.error as e:
+                body.abort(
+                    PoetryError(
+                        body.source,
+                        "decode",
+                        f"the server said gzip but the body is not valid gzip ({e}) "
+                        f"after {self._compressed} bytes; connection aborted",
+                    )
+                )
+                return
+            if inflated:
+                self._inner.dataReceived(inflated)
+            if self._inflater.eof:
+                # Several members one after another are one gzip stream.
+                data = self._inflater.unused_data
+                self._inflater = _inflater()
+                self._whole = True
+            else:
+                data = self._inflater.unconsumed_tail
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        body = self._body
+        if body.finished is not None and body.is_clean_close(reason) and not self._whole:
+            body.fail(
+                PoetryError(
+                    body.source,
+                    "incomplete",
+                    f"the gzip stream stops short after {self._compressed} bytes "
+                    f"({body.received} inflated); poem incomplete",
+                )
+            )
+        self._inner.connectionLost(reason)
+
+
+def _inflater() -> Any:
+    return zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing only, as declared
+
+
+@lru_cache(maxsize=1)
+def default_user_agent() -> str:
+    """``poetry-endpoints/VERSION``, what HTTP requests say they come from by default."""
+    try:
+        installed = version("poetry_endpoints")
+    except PackageNotFoundError:
+        installed = "0+unknown"
+    return f"poetry-endpoints/{installed}"
 
 
 class HTTPFetcher:
-    """Fetches HTTP sources for one `PoetryClient`, over one connection pool."""
+    """
+    Fetches HTTP sources for one `PoetryClient`, over one connection pool.
 
-    def __init__(self, client: PoetryClient) -> None:
+    @param allow_downgrade: follow a redirect from an C{https} source to
+        plain C{http}; refused by default, as the caller asked for TLS.
+    @param user_agent: the C{User-Agent} header; L{default_user_agent} if None.
+    """
+
+    def __init__(
+        self,
+        client: PoetryClient,
+        *,
+        allow_downgrade: bool = False,
+        user_agent: str | None = None,
+    ) -> None:
         self._client = client
         self.pool = HTTPConnectionPool(client.reactor, persistent=True)
         self.pool._factory = _BoundedHeadFactory
-        agent = Agent(
+        self._agent = Agent(
             client.endpoint_reactor,
             contextFactory=VerifyingPolicy(trust_root(client.cacert)),
             pool=self.pool,
         )
-        self._http = HTTPClient(BrowserLikeRedirectAgent(agent, redirectLimit=MAX_REDIRECTS))
+        self._cookies = IndexableCookieJar()
+        self._allow_downgrade = allow_downgrade
+        self._user_agent = (user_agent or default_user_agent()).encode("ascii")
 
     def fetch(self, source: HTTPSource, progress: ProgressCallback | None) -> Deferred[Body]:
         """GET C{source}; fires with the body and the declared charset."""
         client = self._client
         request: Deferred[Any]
+        # One redirect policy per attempt: it follows that attempt's hops.
+        hops = _RedirectPolicy(client, self._agent, source, self._allow_downgrade)
+        http = HTTPClient(
+            BrowserLikeRedirectAgent(hops, redirectLimit=MAX_REDIRECTS), cookiejar=self._cookies
+        )
         try:
             url = _URL.from_text(source.url)
-            request = self._http.get(url, unbuffered=True, allow_redirects=False)
+            headers = Headers({b"User-Agent": [self._user_agent]})  # fresh: agents may add to it
+            request = http.get(url, headers=headers, unbuffered=True, allow_redirects=False)
         except Exception as e:  # hyperlink and treq reject some URLs only here
             return fail(
                 PoetryError(source.name, "invalid-source", f"cannot request this URL ({e})")
             )
         if client.idle_timeout is not None:
             request.addTimeout(client.idle_timeout, client.reactor, _no_headers(source))
-        request.addErrback(_request_failed, source)
+        cancelled = False
+
+        def cancel(_: Deferred[Body]) -> None:
+            # While a name resolves, cancelling shows up as a DNSLookupError,
+            # not a CancelledError: only this flag tells it from a real
+            # failure (which, as connect-failed, would be retried).
+            nonlocal cancelled
+            cancelled = True
+            request.cancel()
+
+        def failed(failure: Failure) -> Failure:
+            if cancelled and not failure.check(PoetryError):
+                return Failure(
+                    PoetryError(source.name, "cancelled", "cancelled before the response")
+                )
+            return _request_failed(failure, source)
+
+        request.addErrback(failed)
 
         def got_response(response: IResponse) -> Deferred[Body]:
             ok = 200 <= response.code < 300
@@ -135,7 +301,7 @@ class HTTPFetcher:
             expect = getattr(progress, "expect", None)
             if ok and expect is not None and isinstance(response.length, int):
                 expect(response.length)
-            response.deliverBody(body)
+            _deliver(response, body)
             if ok:
                 charset = _charset(response)
                 return finished.addCallback(lambda data: (data, charset))
@@ -143,11 +309,123 @@ class HTTPFetcher:
             error = PoetryError(source.name, "http-status", status)
             return finished.addBoth(lambda _: Failure(error))
 
-        return request.addCallback(got_response)
+        attempt: Deferred[Body] = Deferred(cancel)
+        request.addCallback(got_response).chainDeferred(attempt)
+        return attempt
 
     def close(self) -> Deferred[None]:
         """Close the pool's idle persistent connections."""
         return self.pool.closeCachedConnections()  # type: ignore[no-any-return]
+
+
+def _deliver(response: IResponse, body: HTTPBodyProtocol) -> None:
+    """Deliver C{response}'s body to C{body}, inflating gzip with L{_GunzipProtocol}."""
+    # treq always puts twisted.web's ContentDecoderAgent in front, which wraps
+    # a gzip response in one GzipDecoder per gzip in Content-Encoding.  Its
+    # decoder takes a truncated stream for a whole one and reports a body
+    # that is not gzip as an empty poem: deliver the raw body to ours instead.
+    raw = getattr(response, "original", response)  # treq's _Response
+    protocol: Protocol = body
+    while isinstance(raw, GzipDecoder):
+        raw = raw.original
+        protocol = _GunzipProtocol(protocol, body)
+    raw.deliverBody(protocol)
+
+
+@implementer(IAgent)
+class _RedirectPolicy:
+    """
+    The agent each hop of one fetch goes through: it refuses the hops a
+    redirect may not take, before anything connects.
+
+    A redirect may lead only to another C{http(s)} URL (never to C{file:} or
+    an endpoint), whose text is printable ASCII, and, from an C{https}
+    source, only to C{https} unless downgrades are allowed.  A refused
+    redirect is kind ``http-status`` naming the status: it is what the
+    server answered, and a retry would get the same answer.
+    """
+
+    def __init__(
+        self, client: PoetryClient, agent: IAgent, source: HTTPSource, allow_downgrade: bool
+    ) -> None:
+        self._client = client
+        self._agent = agent
+        self._source = source
+        self._allow_downgrade = allow_downgrade
+        self._secure = False  # whether the source is https
+        self._last: IResponse | None = None  # the redirect this hop follows
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        previous = self._last
+        if previous is None:
+            self._secure = uri[:6].lower() == b"https:"
+        else:
+            refused = self._refusal(previous, uri)
+            if refused is not None:
+                return self._refuse(previous, refused)
+        return self._agent.request(method, uri, headers, bodyProducer).addCallback(self._seen)
+
+    def _refuse(self, redirect: IResponse, reason: str) -> Deferred[IResponse]:
+        # The redirect's body is read, and dropped, as an error page's is: the
+        # connection goes back to the pool whole, or is cut past the limit.
+        client = self._client
+        body = HTTPBodyProtocol(
+            self._source.name,
+            client.reactor,
+            max_bytes=ERROR_BODY_MAX_BYTES,
+            idle_timeout=client.idle_timeout,
+        )
+        finished = body.finished
+        assert finished is not None
+        redirect.deliverBody(body)
+        error = PoetryError(self._source.name, "http-status", reason)
+
+        def refused(result: object) -> Failure:
+            if isinstance(result, Failure) and result.check(PoetryError):
+                if result.value.kind == "cancelled":  # type: ignore[union-attr]
+                    return result
+            return Failure(error)
+
+        return finished.addBoth(refused)
+
+    def _seen(self, response: IResponse) -> IResponse:
+        self._last = response
+        return response
+
+    def _refusal(self, redirect: IResponse, uri: bytes) -> str | None:
+        # The Location as sent, too: twisted.web resolves some (unix:...) to
+        # an empty URL.
+        location = (redirect.headers.getRawHeaders(b"location") or [b""])[0]
+        shown = _shown(uri or location)
+        code = redirect.code
+        if not _PRINTABLE_ASCII.match(location) or not _PRINTABLE_ASCII.match(uri or location):
+            return f"HTTP {code} redirect to a URL with control, space or non-ASCII bytes: {shown}"
+        scheme = (uri or location).partition(b":")[0].lower()
+        if scheme not in (b"http", b"https"):
+            return f"HTTP {code} redirect to a URL that is not http(s): {shown}"
+        if self._secure and scheme == b"http" and not self._allow_downgrade:
+            return f"HTTP {code} redirect from https to plain http refused: {shown}"
+        return None
+
+
+_PRINTABLE_ASCII = re.compile(rb"\A[\x21-\x7e]+\Z")
+#: How much of a refused URL a message shows.
+_SHOWN_MAX = 200
+
+
+def _shown(uri: bytes) -> str:
+    """C{uri} for a one-line message: every byte that is not printable ASCII escaped."""
+    text = "".join(
+        chr(byte) if 0x21 <= byte <= 0x7E and byte != 0x5C else f"\\x{byte:02x}"
+        for byte in uri[:_SHOWN_MAX]
+    )
+    return text + ("..." if len(uri) > _SHOWN_MAX else "")
 
 
 class _URL(EncodedURL):
@@ -217,7 +495,8 @@ def _request_failed(failure: Failure, source: HTTPSource) -> Failure:
         if reason is not None:
             return Failure(PoetryError(source.name, "tls", reason))
     for cause in causes:
-        if cause.check(ConnectError):
+        # A name that does not resolve never produced a connection either.
+        if cause.check(ConnectError, DNSLookupError):
             return Failure(connect_error(source.name, cause))
     inner = "; ".join(describe(c) for c in causes[1:]) or describe(failure)
     return Failure(

@@ -41,8 +41,35 @@ def _mismatched(error: object) -> str:
     return str(identity)
 
 
+#: twisted.web's markers for a body cut short, named rather than imported:
+#: every source uses this module, and only HTTP needs twisted.web.
+_BODY_CUT_MARKERS = ("twisted.web.http._DataLoss", "twisted.web.http.PotentialDataLoss")
+
+
+def causes(failure: Failure) -> list[Failure]:
+    """
+    The failures inside C{failure}, innermost first found, markers dropped.
+
+    twisted.web wraps what really happened (a reset, a TLS error) in
+    C{ResponseFailed} and friends, whose own text is a list of C{Failure}
+    reprs; the markers it adds for "the body was cut short" say nothing the
+    message does not already say.
+    """
+    inner = getattr(failure.value, "reasons", None)
+    if not isinstance(inner, list) or not inner:
+        return [failure]
+    found: list[Failure] = []
+    for reason in inner:
+        if isinstance(reason, Failure) and not reason.check(*_BODY_CUT_MARKERS):
+            found.extend(causes(reason))
+    return found or [failure]
+
+
 def describe(failure: Failure) -> str:
     """A short human description of a Twisted failure, without the class clutter."""
+    inner = causes(failure)
+    if inner != [failure]:
+        return "; ".join(describe(cause) for cause in inner)
     value = failure.value
     text = str(value).strip()
     if isinstance(value, error.ConnectionRefusedError):
@@ -78,9 +105,10 @@ def connect_error(source: str, failure: Failure) -> PoetryError:
 
 def lost_error(source: str, failure: Failure, received: int) -> PoetryError:
     """The error for a connection that ended other than by a clean close."""
-    reason = tls_reason(failure)
-    if reason is not None:
-        return PoetryError(source, "tls", reason)
+    for cause in causes(failure):
+        reason = tls_reason(cause)
+        if reason is not None:
+            return PoetryError(source, "tls", reason)
     return PoetryError(
         source,
         "incomplete",
