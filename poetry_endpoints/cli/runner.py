@@ -28,7 +28,6 @@ from .status import FAILED, interrupted
 Command = Callable[[Any, "Interruption"], Coroutine[Any, Any, int]]
 
 
-
 class Interruption:
     """
     Whether the run has been interrupted, and what to do when it is.
