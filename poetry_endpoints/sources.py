@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -205,7 +206,8 @@ def _check_url(source: str, text: str) -> str:
     if ":" in url.host:
         _check_ipv6(source, url.host)
     else:
-        _check_host(source, url.host)
+        # Encoded as treq will: UTS 46 mapping first, as browsers and curl do.
+        _check_host(source, url.host, encode=_uri_host)
     if url.port is not None and not 1 <= url.port <= 65535:
         raise invalid(source, f"port {url.port} is outside 1-65535")
     try:
@@ -224,7 +226,7 @@ def _check_ipv6(source: str, host: str) -> None:
         raise invalid(source, f"{host!r} is not an IPv6 address") from None
 
 
-def _host_problem(host: str) -> str | None:
+def _host_problem(host: str, encode: Callable[[str], bytes]) -> str | None:
     """Why C{host} is neither an IP literal nor a valid host name; C{None} if it is one."""
     if len(host) > _MAX_HOSTNAME + 1:
         return f"a host name of {len(host)} characters is longer than {_MAX_HOSTNAME}"
@@ -238,7 +240,7 @@ def _host_problem(host: str) -> str | None:
     if not _HOSTNAME.fullmatch(host):
         return f"{shown!r} is not a valid host name"
     try:
-        ascii_name = _idna(host)
+        ascii_name = encode(host)
     except (UnicodeError, ValueError) as e:
         return f"{shown!r} is not a valid host name ({e})"
     if len(ascii_name.rstrip(b".")) > _MAX_HOSTNAME:
@@ -255,8 +257,13 @@ def _idna(host: str) -> bytes:
     return idna.encode(host)
 
 
-def _check_host(source: str, host: str) -> None:
-    problem = _host_problem(host)
+def _uri_host(host: str) -> bytes:
+    encoded: str = hyperlink.URL(host=host).to_uri().host
+    return encoded.encode("ascii")
+
+
+def _check_host(source: str, host: str, encode: Callable[[str], bytes] = _idna) -> None:
+    problem = _host_problem(host, encode)
     if problem is not None:
         raise invalid(source, problem)
 

@@ -122,6 +122,8 @@ def test_unix_paths_take_spaces_escapes_and_any_letter(
         "tls:example.invalid.:443",
         "http://" + ".".join(["a" * 63] * 3) + "." + "a" * 61 + "/",
         "http://dichter.m\u00fcller/gedicht",
+        # URLs are encoded the way treq sends them (UTS 46, as curl does).
+        "http://M\u00dcLLER.example/",
         "https://[::1]:8443/poems/caf%C3%A9",
         "http://localhost/caf\u00e9",
         "EXAMPLE.invalid:80",
