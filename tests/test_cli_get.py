@@ -251,7 +251,19 @@ def _connections_waiting(listener: socket.socket) -> int:
 
 @pytest.mark.parametrize(
     "bad",
-    ["tpc:localhost:10000", "tcp:localhost", "tcp:127.0.0.1:abc", "localhost:http", "70000", ""],
+    [
+        "tpc:localhost:10000",
+        "tcp:localhost",
+        "tcp:127.0.0.1:abc",
+        "localhost:http",
+        "70000",
+        "",
+        # Refused only when fetched, once (issue 14 item 6, issue 13).
+        "http://a..b/",
+        "http://user:secret@localhost/",
+        "unix:/tmp/" + "x" * 200,
+        "ftp://x/y",
+    ],
 )
 def test_an_invalid_source_exits_2_before_anything_connects(bad: str) -> None:
     with socket.socket() as listener:
