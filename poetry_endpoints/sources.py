@@ -59,6 +59,9 @@ _HOST_PORT_TYPES = frozenset({"tcp", "ssl", "tls"})
 _BRACKETED = re.compile(r"\[(?P<host>[^\[\]]+)\]:(?P<port>[^:]*)")
 _PLAIN = re.compile(r"(?P<host>[^:\[\]]+):(?P<port>[^:]*)")
 _HOSTNAME = re.compile(r"(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?")
+_ASCII_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+#: At most 253 characters without the final dot (checked by the lookahead).
+_ASCII_HOSTNAME = re.compile(rf"(?=.{{1,253}}\.?\Z){_ASCII_LABEL}(\.{_ASCII_LABEL})*\.?")
 #: The longest host name DNS carries, without the final dot.
 _MAX_HOSTNAME = 253
 #: A scheme followed by "//": a URL, whatever its scheme.
@@ -173,6 +176,10 @@ def _ends_in_escape(text: str) -> bool:
 
 
 def _check_characters(source: str, text: str, *, spaces: bool = False) -> None:
+    if text.isprintable():  # the common case: no control, no white space but " "
+        if not spaces and " " in text:
+            raise invalid(source, "contains white space")
+        return
     for c in text:
         if unicodedata.category(c) == "Cc":
             raise invalid(source, f"contains the control character {c!r}")
@@ -210,12 +217,14 @@ def _check_url(source: str, text: str) -> str:
         _check_host(source, url.host, encode=_uri_host)
     if url.port is not None and not 1 <= url.port <= 65535:
         raise invalid(source, f"port {url.port} is outside 1-65535")
-    try:
-        # What treq does with every URL before it sends it: so a URL it
-        # would refuse is refused here, before anything connects.
-        url.replace(host="h.invalid").to_uri().to_text().encode("ascii")
-    except (UnicodeError, ValueError) as e:
-        raise invalid(source, f"malformed URL ({e})") from None
+    if not text.isascii():
+        try:
+            # What treq does with every URL before it sends it, so that a
+            # URL it would refuse is refused here, before anything connects.
+            # (The host is checked above; hyperlink's IDNA takes no IPv6.)
+            url.replace(host="h.invalid").to_uri().to_text().encode("ascii")
+        except (UnicodeError, ValueError) as e:
+            raise invalid(source, f"malformed URL ({e})") from None
     return text
 
 
@@ -235,6 +244,10 @@ def _host_problem(host: str, encode: Callable[[str], bytes]) -> str | None:
     except ValueError:
         pass
     else:
+        return None
+    if host.isascii() and "--" not in host and _ASCII_HOSTNAME.fullmatch(host):
+        # Letters, digits and inner hyphens: what IDNA would say without
+        # asking it ("--" may be an A-label, which it must check).
         return None
     shown = host if len(host) <= 80 else host[:77] + "..."
     if not _HOSTNAME.fullmatch(host):
