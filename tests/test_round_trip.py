@@ -11,6 +11,7 @@ escaping that ``serve`` applies is the one ``get`` undoes.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from serve_process import WAIT, Running, cli
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock
@@ -27,6 +30,7 @@ from twisted.internet.testing import MemoryReactorClock
 from conftest import subprocess_env
 from poetry_endpoints import EndpointSource, HTTPSource, parse_source
 from poetry_endpoints.addresses import escape_description_field, source_for
+from poetry_endpoints.sources import UNIX_PATH_MAX
 
 POEM = "Round and back again, caf\u00e9 \u8a69\n"
 PREFIX = "listening on "
@@ -119,6 +123,36 @@ def test_a_unix_address_parses_back_to_its_path(name: str) -> None:
     assert isinstance(parsed, EndpointSource)
     parsed.endpoint.connect(object())  # type: ignore[arg-type]
     assert reactor.unixClients[-1][0] == path
+
+
+_PATHS = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs")) | st.sampled_from(" :=\\/\u3000"),
+    min_size=1,
+    max_size=40,
+).filter(lambda path: len(path.encode()) <= UNIX_PATH_MAX)
+
+
+@given(path=_PATHS)
+@example(path="   ")
+@example(path="\\")
+@example(path="a\\ ")
+@example(path="path=x")
+@example(path=" x ")
+def test_any_unix_path_survives_the_round_trip(path: str) -> None:
+    for name in (path, path.encode()):
+        reactor = MemoryReactorClock()
+        parsed = parse_source(reactor, source_for(UNIXAddress(name)))
+        assert isinstance(parsed, EndpointSource)
+        parsed.endpoint.connect(object())  # type: ignore[arg-type]
+        assert reactor.unixClients[-1][0] == path
+
+
+def test_a_path_that_is_not_utf8_survives_the_round_trip() -> None:
+    reactor = MemoryReactorClock()
+    parsed = parse_source(reactor, source_for(UNIXAddress(b"/tmp/caf\xe9.sock")))
+    assert isinstance(parsed, EndpointSource)
+    parsed.endpoint.connect(object())  # type: ignore[arg-type]
+    assert os.fsencode(reactor.unixClients[-1][0]) == b"/tmp/caf\xe9.sock"
 
 
 @pytest.mark.parametrize(
