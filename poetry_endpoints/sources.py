@@ -1,7 +1,7 @@
 """
 Turn what a user typed into something to connect to.
 
-A source is recognised in this order (SPEC §2):
+A source is recognised in this order:
 
 1. ``http://…`` / ``https://…`` URLs, fetched with treq;
 2. endpoint descriptions that ``clientFromString`` knows, plugins included;
@@ -128,7 +128,7 @@ def parse_source(
     Parse one source.
 
     @param reactor: the reactor the endpoint will connect with.
-    @param source: a source string (SPEC §2) or an endpoint object.
+    @param source: a source string in one of the forms above, or an endpoint object.
     @param cacert: a PEM file of CAs that C{tls:} sources trust as well as
         the platform's.
     @raise PoetryError: kind ``invalid-source`` when C{source} is not one.

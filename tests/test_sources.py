@@ -1,5 +1,5 @@
 """
-Source parsing (SPEC §2): every accepted form maps to the right endpoint, every
+Source parsing: every accepted form maps to the right endpoint, every
 malformed one is `PoetryError` kind ``invalid-source`` whose one-line message
 names the string and the reason (and not the long list of accepted forms,
 which the command line shows once), and nothing else ever escapes the parser.
