@@ -6,7 +6,9 @@ the default resolver runs ``getaddrinfo`` in the thread pool: a thousand
 sources on one host name cost a thousand thread round trips.  A
 `PoetryClient` hands its endpoints a reactor whose resolver answers a name it
 has already resolved from memory, and lets concurrent lookups of one name
-share a single ``getaddrinfo``.
+share a single ``getaddrinfo``.  A name that did not resolve is remembered
+too, for a shorter time: a thousand sources on a dead name would otherwise
+cost one slow failed lookup per batch of connections.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from zope.interface import directlyProvides, implementer, providedBy
 #: TTL; a minute covers a command-line run and keeps a long-lived proxy
 #: following DNS changes.
 DEFAULT_TTL = 60.0
+#: How long a name that gave no address answers "no address" from memory.
+#: Long enough for every source of a run on that name to share the one
+#: failure (later batches start as soon as earlier ones fail); short enough
+#: that a retry whose backoff has grown past it, or a long-lived proxy, asks
+#: again.
+DEFAULT_NEGATIVE_TTL = 5.0
 
 _Key = tuple[str, int, tuple[Any, ...] | None, str]
 
@@ -68,12 +76,19 @@ class CachingResolver:
     """
     Wraps a reactor's resolver: each name is looked up once per C{ttl} seconds.
 
-    Failed lookups (no address) are not remembered, so a retry asks again.
+    A lookup that gave no address is remembered for C{negative_ttl} seconds;
+    0 asks again every time.
     """
 
-    def __init__(self, reactor: Any, ttl: float = DEFAULT_TTL) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        ttl: float = DEFAULT_TTL,
+        negative_ttl: float = DEFAULT_NEGATIVE_TTL,
+    ) -> None:
         self._reactor = reactor
         self._ttl = ttl
+        self._negative_ttl = negative_ttl
         self._cache: dict[_Key, tuple[float, list[IAddress]]] = {}
         self._pending: dict[_Key, _Lookup] = {}
 
@@ -96,7 +111,14 @@ class CachingResolver:
         resolutionReceiver.resolutionBegan(resolution)
         cached = self._cache.get(key)
         if cached is not None and cached[0] > self._reactor.seconds():
-            _deliver(resolutionReceiver, cached[1])
+            if cached[1]:
+                _deliver(resolutionReceiver, cached[1])
+            else:
+                # A remembered failure fails the download at once; answered
+                # here, inside the call, the next download waiting for its
+                # slot would start and fail inside that one, and so on: a
+                # thousand sources on a dead name would nest a thousand deep.
+                self._reactor.callLater(0, _deliver, resolutionReceiver, cached[1])
             return resolution
         lookup = self._pending.get(key)
         if lookup is not None:
@@ -111,8 +133,9 @@ class CachingResolver:
 
     def _completed(self, key: _Key) -> None:
         lookup = self._pending.pop(key)
-        if lookup.addresses:
-            self._cache[key] = (self._reactor.seconds() + self._ttl, lookup.addresses)
+        ttl = self._ttl if lookup.addresses else self._negative_ttl
+        if ttl > 0:
+            self._cache[key] = (self._reactor.seconds() + ttl, lookup.addresses)
         for receiver in lookup.waiting:
             _deliver(receiver, lookup.addresses)
 

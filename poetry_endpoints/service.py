@@ -16,10 +16,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
-from urllib.parse import quote
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
@@ -27,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from . import addresses
 from .errors import PoetryError
 from .faults import FAULTS, FaultyServerFactory
 from .limits import ConnectionLimit, reset_refused_connections
@@ -117,37 +116,15 @@ def _endpoint_type(description: str) -> str:
     return description.partition(":")[0].strip().lower()
 
 
-def _host_port(host: str, port: int, v6: bool) -> str:
-    return f"[{host}]:{port}" if v6 else f"{host}:{port}"
-
-
 def source_for(address: object, description: str = "", kind: str = "poetry") -> str:
     """
     A source string that reaches a server listening on C{address}.
 
-    A wildcard interface is reached through loopback.  IPv4 gives
-    ``tcp:HOST:PORT``; IPv6 gives the ``[HOST]:PORT`` shorthand, since
-    Twisted's ``tcp:`` client is IPv4 only.  A TLS listener (``ssl:``) gives
-    ``tls:``; C{kind} ``"http"`` gives a URL.
+    C{description} is the listen description (``ssl:`` gives a ``tls:``
+    source or an ``https://`` URL); the string itself comes from
+    L{addresses.source_for}, the one place that makes them.
     """
-    secure = _endpoint_type(description) == "ssl"
-    if isinstance(address, IPv4Address | IPv6Address):
-        v6 = isinstance(address, IPv6Address)
-        host = address.host
-        if host in ("0.0.0.0", "", "::"):
-            host = "::1" if v6 else "127.0.0.1"
-        if kind == "http":
-            return f"{'https' if secure else 'http'}://{_host_port(host, address.port, v6)}/"
-        if secure:
-            return f"tls:{host.replace(':', chr(92) + ':')}:{address.port}"
-        return _host_port(host, address.port, True) if v6 else f"tcp:{host}:{address.port}"
-    if isinstance(address, UNIXAddress):
-        name = address.name
-        path = name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else str(name)
-        if kind == "http":
-            return f"http+unix://{quote(path, safe='')}/"
-        return "unix:" + path.replace("\\", "\\\\").replace(":", "\\:")
-    return str(address)
+    return addresses.source_for(address, kind=kind, secure=_endpoint_type(description) == "ssl")
 
 
 class ListeningService(Service):

@@ -16,12 +16,10 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
+from .addresses import source_for
 from .server import PoemFile
 
 CONTENT_TYPE = b"text/plain; charset=utf-8"
-
-#: Addresses a server may listen on that a client cannot connect to as such.
-_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 def make_site(poems: Sequence[PoemFile]) -> Site:
@@ -49,11 +47,7 @@ def listening_url(port: IListeningPort, tls: bool) -> str:
     address = port.getHost()
     if not isinstance(address, IPv4Address | IPv6Address):
         raise ValueError(f"an HTTP URL needs a TCP address, not {address}")
-    host = _ANY_ADDRESS.get(address.host, address.host)
-    if isinstance(address, IPv6Address):
-        host = f"[{host}]"
-    scheme = "https" if tls else "http"
-    return f"{scheme}://{host}:{address.port}/"
+    return source_for(address, kind="http", secure=tls)
 
 
 class PoemsRoot(Resource):

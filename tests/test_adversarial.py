@@ -392,10 +392,11 @@ def test_malformed_sources_exit_2_and_nothing_connects(servers: Servers, bad: li
     assert outcome.status == 2
     assert outcome.stdout == b""
     assert_no_traceback(outcome)
-    lines = outcome.stderr.decode().splitlines()
+    *lines, hint = outcome.stderr.decode().splitlines()
     assert len(lines) == len(bad)
     for text, line in zip(bad, lines, strict=True):
         assert line.startswith(f"poetry-endpoints get: invalid source {text}: "), line
+    assert hint.startswith("poetry-endpoints get: a SOURCE is http(s)://URL")
 
 
 def test_a_reset_seen_while_connecting_is_incomplete_not_connect_failed() -> None:

@@ -24,6 +24,7 @@ from loopback_servers import LoopbackServer, refused_port, servers
 from terminal import read_pty, run_on_terminal
 
 from conftest import subprocess_env
+from poetry_endpoints.sources import ACCEPTED_FORMS
 
 WAIT = 20.0
 COMMAND = [sys.executable, "-m", "poetry_endpoints", "get"]
@@ -252,7 +253,19 @@ def _connections_waiting(listener: socket.socket) -> int:
 
 @pytest.mark.parametrize(
     "bad",
-    ["tpc:localhost:10000", "tcp:localhost", "tcp:127.0.0.1:abc", "localhost:http", "70000", ""],
+    [
+        "tpc:localhost:10000",
+        "tcp:localhost",
+        "tcp:127.0.0.1:abc",
+        "localhost:http",
+        "70000",
+        "",
+        # Refused only when fetched, once (issue 14 item 6, issue 13).
+        "http://a..b/",
+        "http://user:secret@localhost/",
+        "unix:/tmp/" + "x" * 200,
+        "ftp://x/y",
+    ],
 )
 def test_an_invalid_source_exits_2_before_anything_connects(bad: str) -> None:
     with socket.socket() as listener:
@@ -264,9 +277,22 @@ def test_an_invalid_source_exits_2_before_anything_connects(bad: str) -> None:
         assert _connections_waiting(listener) == 0
     assert result.returncode == 2
     assert result.stdout == b""
-    [line] = stderr_lines(result)
+    line, hint = stderr_lines(result)
     assert line.startswith(f"poetry-endpoints get: invalid source {bad}: ")
-    assert "expected http(s)://URL, tcp:HOST:PORT, unix:PATH" in line
+    assert "http(s)://URL" not in line
+    assert hint == f"poetry-endpoints get: a SOURCE is {ACCEPTED_FORMS}"
+
+
+def test_the_accepted_forms_are_shown_once_after_every_invalid_source() -> None:
+    bad = ["ftp://x/y", "http://user:secret@localhost/", "tcp:a..b:80", "70000"]
+    result = get(*bad)
+    assert result.returncode == 2
+    lines = stderr_lines(result)
+    assert len(lines) == len(bad) + 1
+    for text, line in zip(bad, lines, strict=False):
+        assert line.startswith(f"poetry-endpoints get: invalid source {text}: "), line
+    assert sum("http(s)://URL" in line for line in lines) == 1
+    assert lines[-1] == f"poetry-endpoints get: a SOURCE is {ACCEPTED_FORMS}"
 
 
 @pytest.mark.parametrize(

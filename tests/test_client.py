@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from poetry_endpoints import Poem, PoetryClient, PoetryError, get_poetry
+from poetry_endpoints.resolving import DEFAULT_NEGATIVE_TTL
 
 
 def source(i: int = 0) -> str:
@@ -900,11 +901,18 @@ def test_a_resolved_name_is_reused_for_a_minute_then_asked_again() -> None:
     assert len(net.reactor.nameResolver.pending) == 1
 
 
-def test_a_name_that_did_not_resolve_is_asked_again() -> None:
+def test_a_name_that_did_not_resolve_is_asked_again_after_a_short_while() -> None:
     net = NamedNet()
     first = net.get("poetry:10000")
     net.reactor.nameResolver.answer()
     assert first.error.kind == "connect-failed"
+    # Within the negative TTL the failure is remembered (issue 14 item 14) ...
+    again = net.get("poetry:10000")
+    assert net.reactor.nameResolver.pending == []
+    net.reactor.advance(0)  # a remembered failure is told on the next turn
+    assert again.error.kind == "connect-failed"
+    # ... and then the name is asked again.
+    net.reactor.advance(DEFAULT_NEGATIVE_TTL)
     net.get("poetry:10000")
     assert len(net.reactor.nameResolver.pending) == 1
 

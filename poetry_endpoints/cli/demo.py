@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort
 
+from ..addresses import source_for
 from ..client import PoetryClient
 from ..server import PoemFile, PoetryServerFactory, bundled_poems
 from ..web import listening_url, make_site
@@ -53,8 +54,7 @@ async def start_tcp(reactor: Any, poems: Sequence[PoemFile], workdir: Path, coun
     """A slow poetry server on a free loopback TCP port."""
     factory = PoetryServerFactory(poems, reactor, delay=DELAY, num_bytes=NUM_BYTES)
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory)
-    source = f"tcp:127.0.0.1:{port.getHost().port}"
-    return Listener("tcp", [source] * count, port)
+    return Listener("tcp", [source_for(port.getHost())] * count, port)
 
 
 async def start_unix(
@@ -62,9 +62,11 @@ async def start_unix(
 ) -> Listener:
     """A slow poetry server on a Unix socket in C{workdir}."""
     factory = PoetryServerFactory(poems, reactor, delay=DELAY, num_bytes=NUM_BYTES)
-    path = workdir / "poetry.sock"
-    port = await serverFromString(reactor, f"unix:{path}").listen(factory)
-    return Listener("unix", [f"unix:{path}"] * count, port)
+    # The endpoint itself, not a description: a temporary directory's path
+    # may hold a colon or a backslash, which a description would need escaped.
+    endpoint = UNIXServerEndpoint(reactor, str(workdir / "poetry.sock"))
+    port = await endpoint.listen(factory)
+    return Listener("unix", [source_for(port.getHost())] * count, port)
 
 
 async def start_http(

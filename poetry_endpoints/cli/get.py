@@ -10,7 +10,7 @@ from typing import Any
 
 from ..client import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, PoetryClient
 from ..errors import PoetryError
-from ..sources import Source
+from ..sources import ACCEPTED_FORMS, Source
 from ..tls import trust_root
 from . import runner, status
 from .fetch import PROG, Fetch, Presentation
@@ -205,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
             invalid += 1
             _usage_error(f"invalid source {e}")
     if invalid:
-        return status.USAGE
+        # Once, not on every line: the reasons above are about each source.
+        return _usage_error(f"a SOURCE is {ACCEPTED_FORMS}")
 
     output_dir = None
     if args.output_dir is not None:

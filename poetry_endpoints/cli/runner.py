@@ -9,6 +9,8 @@ The handler only schedules work on the reactor thread; the first signal calls
 the command's interrupt callbacks and cancels its Deferred, a second one
 exits at once.  An interrupted command exits with 128 + the signal number
 (130 for SIGINT) and prints no traceback.
+
+The end of a run never waits for a name lookup: see L{_threads_never_hold_exit}.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Sequence
 from types import FrameType
 from typing import Any
@@ -26,7 +29,6 @@ from twisted.python.failure import Failure
 from .status import FAILED, interrupted
 
 Command = Callable[[Any, "Interruption"], Coroutine[Any, Any, int]]
-
 
 
 class Interruption:
@@ -75,6 +77,44 @@ class Interruption:
                 callback()
             except Exception:  # exiting anyway, with nowhere to report it
                 pass
+
+
+class _DaemonThread(threading.Thread):
+    """A thread the interpreter does not wait for at exit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.daemon = True
+
+
+def _threads_never_hold_exit(reactor: Any) -> None:
+    """
+    Let the run end without waiting for C{reactor}'s thread pool.
+
+    A host name is looked up with C{getaddrinfo} in the reactor's thread
+    pool, and nothing can interrupt C{getaddrinfo}; a reactor joins its
+    pool's threads as it stops, so after Ctrl-C or a timeout the process
+    would wait for the slowest lookup (30 s, for a resolver that does not
+    answer).  Nothing this program runs in the pool is worth that wait:
+    the pool's threads are made daemon threads, and the pool is stopped and
+    joined in a daemon thread of its own instead of the reactor's.
+    """
+    get_pool = getattr(reactor, "getThreadPool", None)
+    if get_pool is None:  # not a reactor with threads (a test's fake one)
+        return
+    pool = get_pool()
+    # Before the reactor starts, so every thread the pool makes is a daemon.
+    pool.threadFactory = _DaemonThread
+    joining = getattr(reactor, "threadpoolShutdownID", None)
+    if joining is None:
+        return
+    reactor.removeSystemEventTrigger(joining)
+    reactor.threadpoolShutdownID = None
+
+    def stop_without_waiting() -> None:
+        _DaemonThread(target=pool.stop, name="thread pool stop").start()
+
+    reactor.addSystemEventTrigger("during", "shutdown", stop_without_waiting)
 
 
 def run(
@@ -131,6 +171,7 @@ def run(
             status[0] = result
         reactor.stop()
 
+    _threads_never_hold_exit(reactor)
     previous = {signum: signal.signal(signum, handler) for signum in signals}
     try:
         reactor.callWhenRunning(start)

@@ -6,16 +6,26 @@ PYTHONPATH, as ``sitecustomize`` by every CLI subprocess the tests start.
 Name lookups answer only for loopback names and literals (anything else is
 "name does not resolve", without a DNS query leaving the machine), and
 ``connect`` to a non-loopback address fails with ENETUNREACH.
+
+A slow resolver, for tests of what waits on one: with ``NETGUARD_SLOW_SECONDS``
+set, a lookup of any name ending in ``.slow.invalid`` first sleeps that many
+seconds, then fails like any other name.  With ``NETGUARD_SLOW_LOG`` set to a
+file, each such lookup appends a line ``start NAME`` to it as it begins and
+``end NAME`` as it ends, so a test can tell that a lookup is under way and
+count them.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
+import time
 from typing import Any
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
+SLOW_SUFFIX = ".slow.invalid"
 
 _real_getaddrinfo = socket.getaddrinfo
 _real_connect = socket.socket.connect
@@ -41,7 +51,28 @@ def _allowed_name(host: object) -> bool:
     return str(host).lower() in LOOPBACK_NAMES or is_loopback_literal(host)
 
 
+def _log_slow(event: str, name: str) -> None:
+    path = os.environ.get("NETGUARD_SLOW_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"{event} {name}\n")
+
+
+def _slow_lookup(host: object) -> None:
+    seconds = os.environ.get("NETGUARD_SLOW_SECONDS")
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not seconds or not isinstance(host, str) or not host.lower().endswith(SLOW_SUFFIX):
+        return
+    _log_slow("start", host)
+    try:
+        time.sleep(float(seconds))
+    finally:
+        _log_slow("end", host)
+
+
 def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    _slow_lookup(host)
     if not _allowed_name(host):
         raise socket.gaierror(socket.EAI_NONAME, f"Name or service not known: {host}")
     return _real_getaddrinfo(host, *args, **kwargs)
