@@ -16,14 +16,26 @@ from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from ..errors import PoetryError
+from ..errors import PoetryError, one_line
 from ..poem import Poem
 
-# C0 controls, DEL and C1 controls.  Newline and tab are kept where text is multi-line.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+__all__ = [
+    "DirectoryOutput",
+    "JSONOutput",
+    "Output",
+    "TextOutput",
+    "escape_for_terminal",
+    "failure_line",
+    "file_names",
+    "json_line",
+    "one_line",
+    "safe_file_name",
+]
+
+# C0 controls but newline and tab, DEL and C1 controls: what a poem shown on a
+# terminal may not contain.  Poems are multi-line text; one-line messages use
+# the library's stricter one_line.
 _CONTROLS_BUT_LAYOUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# json.dumps(ensure_ascii=False) escapes C0 itself but lets DEL and C1 through.
-_JSON_UNESCAPED = re.compile("[\x7f-\x9f]")
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 100
@@ -38,11 +50,6 @@ def escape_for_terminal(text: str) -> str:
     return _CONTROLS_BUT_LAYOUT.sub(_visible, text)
 
 
-def one_line(text: str) -> str:
-    """C{text} with every control character, newlines included, shown as ``\\xNN``."""
-    return _CONTROLS.sub(_visible, text)
-
-
 def failure_line(error: PoetryError, prog: str = "poetry-endpoints") -> str:
     """
     The line reporting a failed source: ``PROG: SOURCE: REASON [KIND]``.
@@ -53,9 +60,29 @@ def failure_line(error: PoetryError, prog: str = "poetry-endpoints") -> str:
 
 
 def json_line(record: dict[str, object]) -> bytes:
-    """One JSON Lines record, UTF-8, with DEL and C1 controls escaped too."""
+    """
+    One JSON Lines record, UTF-8, of printable characters only.
+
+    Everything else is a ``\\u`` escape, which any JSON parser turns back
+    into the same text: controls, U+2028 and U+2029 (which C{str.splitlines}
+    and JavaScript treat as line ends), bidi overrides, and the lone
+    surrogates by which Python passes a command-line argument's bytes that
+    are not valid UTF-8 (so the line is always valid UTF-8, and Python's
+    C{json.loads} gives back the argument exactly).
+    """
     text = json.dumps(record, ensure_ascii=False)
-    return (_JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n").encode()
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _json_escape(c) for c in text)
+    return (text + "\n").encode()
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    # Outside the Basic Multilingual Plane JSON spells a character as a surrogate pair.
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def poem_record(poem: Poem) -> dict[str, object]:
