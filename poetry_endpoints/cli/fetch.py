@@ -23,10 +23,13 @@ from ..poem import Poem
 from ..sources import Source
 from . import status
 from .output import (
+    ClosedStream,
     DirectoryOutput,
     JSONOutput,
     Output,
     TextOutput,
+    WriteError,
+    describe_os_error,
     failure_line,
     one_line,
 )
@@ -54,7 +57,7 @@ class Presentation:
 class Streams:
     """Where the command writes; the process's own streams unless a test says otherwise."""
 
-    stdout: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
+    stdout: BinaryIO = field(default_factory=lambda: _standard_output())
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
     def stdout_is_terminal(self) -> bool:
@@ -64,6 +67,14 @@ class Streams:
     def stderr_is_terminal(self) -> bool:
         """Whether progress and the summary may be shown."""
         return self.stderr.isatty()
+
+
+def _standard_output() -> BinaryIO:
+    # Python sets sys.stdout to None when file descriptor 1 was closed at
+    # start (`get S >&-`); that is a write error for each poem, not a crash.
+    if sys.stdout is None:
+        return ClosedStream("stdout")  # type: ignore[return-value]
+    return sys.stdout.buffer
 
 
 def make_output(presentation: Presentation, sources: Sequence[str], streams: Streams) -> Output:
@@ -182,9 +193,7 @@ class Fetch:
             if isinstance(outcome, Poem):
                 self._deliver(index, outcome)
             else:
-                self.failed += 1
-                self.output.failure(index, outcome)
-                self._complain(failure_line(outcome, PROG))
+                self._report_failure(index, outcome)
         except BrokenPipeError:
             self._close_stdout()
 
@@ -199,15 +208,40 @@ class Fetch:
         except BrokenPipeError:
             raise
         except OSError as e:
-            if self.presentation.output_dir is None:
-                raise
             self.failed += 1
-            self._complain(
-                one_line(f"{PROG}: {poem.source}: could not write the poem: {e} [write-failed]")
-            )
+            self._write_failed(poem.source, f"the poem to {self._destination(index)}", e)
             return
         self.delivered += 1
         self.bytes += len(poem.data)
+
+    def _report_failure(self, index: int, error: PoetryError) -> None:
+        self.failed += 1
+        unwritten: OSError | None = None
+        try:
+            self.output.failure(index, error)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            unwritten = e  # the failure itself is still reported, first
+        self._complain(failure_line(error, PROG))
+        if unwritten is not None:
+            where = self._destination(index)
+            self._write_failed(error.source, f"its JSON record to {where}", unwritten)
+
+    def _destination(self, index: int) -> str:
+        if isinstance(self.output, DirectoryOutput):
+            return str(self.output.directory / self.output.names[index])
+        return "stdout"
+
+    def _write_failed(self, source: str, what: str, error: OSError) -> None:
+        # One line per write that failed, naming the source, what could not
+        # be written and why (ENOSPC, EIO, EFBIG...), with how much of it was.
+        if isinstance(error, WriteError):
+            reason = error.describe()
+        else:
+            reason = describe_os_error(error)
+        line = f"{PROG}: {source}: could not write {what}: {reason} [write-failed]"
+        self._complain(one_line(line))
 
     def _complain(self, line: str) -> None:
         with self.display.suspended():
