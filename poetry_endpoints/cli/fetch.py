@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from rich import filesize
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.python.failure import Failure
 
 from ..client import PoetryClient, cancel_all
@@ -127,6 +127,13 @@ class Fetch:
         self._pending: dict[int, Outcome | None] = {}
         self._next = 0
         self._downloads: list[Deferred[Any]] = []
+        # In argument order, a finished poem waits in memory for the ones
+        # before it.  At most `window` sources are started and not yet shown,
+        # so a stalled source holds back at most window - 1 finished poems,
+        # and memory stays near concurrency x max-bytes.
+        self._window = client.concurrency
+        self._unshown = 0
+        self._room: Deferred[None] | None = None
         self._stdout_closed = False
         self.delivered = 0
         self.failed = 0
@@ -140,8 +147,12 @@ class Fetch:
         started = self.reactor.seconds()
         self.display.start()
         try:
+            trackers = [self.display.track(source.name) for source in self.sources]
             for index, source in enumerate(self.sources):
-                tracker = self.display.track(source.name)
+                if self.in_order and not await self._wait_for_room():
+                    break
+                tracker = trackers[index]
+                self._unshown += 1
                 download = self.client.get(source, progress=tracker.received)
                 download.addCallbacks(
                     self._succeeded,
@@ -158,8 +169,28 @@ class Fetch:
             return status.FAILED
         return status.OK
 
+    async def _wait_for_room(self) -> bool:
+        """Wait until another source may start; False if none should any more."""
+        while self._unshown >= self._window and not self._stopped():
+            self._room = Deferred()
+            try:
+                await self._room
+            except CancelledError:  # interrupted: the run's Deferred is being cancelled
+                return False
+            finally:
+                self._room = None
+        return not self._stopped()
+
+    def _stopped(self) -> bool:
+        return self.interruption.interrupted or self._stdout_closed
+
+    def _make_room(self) -> None:
+        if self._room is not None and not self._room.called:
+            self._room.callback(None)
+
     def _cancel_all(self) -> None:
         cancel_all(self._downloads)
+        self._make_room()
 
     def _succeeded(self, poem: Poem, index: int, tracker: Tracker) -> None:
         tracker.succeeded(len(poem.data))
@@ -183,8 +214,12 @@ class Fetch:
             return
         self._pending[index] = outcome
         while self._next in self._pending and not self._stdout_closed:
+            self._unshown -= 1
             self._show(self._next, self._pending.pop(self._next))
             self._next += 1
+        # Only now, with the shown poems let go: the next source may start
+        # at once, and even finish, calling this method again.
+        self._make_room()
 
     def _show(self, index: int, outcome: Outcome | None) -> None:
         if outcome is None:

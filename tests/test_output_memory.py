@@ -1,0 +1,96 @@
+"""
+Memory of ``get`` in argument order when one source stalls in front of many.
+
+Finished poems wait for the stalled one before them, so without a bound they
+all pile up in memory (300 x 1.9 MiB behind a 20 s stall at ``-c 10`` peaked at
+1,455 MiB).  At most ``concurrency`` sources are started and not yet printed,
+which keeps memory near ``concurrency x max-bytes`` whatever the order.
+
+The CLI runs in a tiny wrapper that writes the process's own peak resident
+memory (``VmHWM``) to a file when it ends; the numbers are scaled down.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from loopback_servers import LoopbackServer
+
+from conftest import subprocess_env
+
+WAIT = 60.0
+MIB = 1024 * 1024
+CONCURRENCY = 4
+POEMS = 60
+POEM = b"x" * (900 * 1024) + b"\n"
+#: How long the first source stalls at most: long enough for every other
+#: download to finish while it waits, if nothing holds them back.
+STALL = 3.0
+
+#: Runs ``main`` with argv[2:], then writes VmHWM (kB) to the file argv[1].
+MEASURED = (
+    "import sys\n"
+    "from poetry_endpoints.cli import main\n"
+    "report = sys.argv.pop(1)\n"
+    "try:\n"
+    "    main(sys.argv[1:])\n"
+    "finally:\n"
+    "    with open('/proc/self/status') as status:\n"
+    "        peak = next(l for l in status if l.startswith('VmHWM:')).split()[1]\n"
+    "    with open(report, 'w') as out:\n"
+    "        out.write(peak)\n"
+)
+
+
+def peak_of_get(tmp_path: Path, *args: str) -> tuple[int, subprocess.CompletedProcess[bytes]]:
+    """Run ``get ARGS``; its own peak resident memory in bytes, and the run."""
+    report = tmp_path / "vmhwm"
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURED, str(report), "get", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=subprocess_env(),
+        timeout=WAIT,
+        check=False,
+    )
+    return int(report.read_text()) * 1024, result
+
+
+def release_when_done_or_late(gate: threading.Event, bulk: LoopbackServer) -> threading.Thread:
+    """Open C{gate} once every bulk poem has been sent, or after L{STALL} seconds."""
+
+    done = len(bulk.ended_at) + POEMS
+
+    def watch() -> None:
+        deadline = time.monotonic() + STALL
+        while time.monotonic() < deadline and len(bulk.ended_at) < done:
+            time.sleep(0.02)
+        gate.set()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_poems_held_behind_a_stalled_source_stay_within_concurrency(tmp_path: Path) -> None:
+    limits = ["-q", "-c", str(CONCURRENCY), "--max-bytes", "1M"]
+    with LoopbackServer(POEM) as bulk:
+        # The cost of the process itself with CONCURRENCY poems in memory at once.
+        baseline, result = peak_of_get(tmp_path, *limits, *[bulk.source] * CONCURRENCY)
+        assert result.returncode == 0, result.stderr
+
+        gate = threading.Event()
+        with LoopbackServer(b"late poem\n", gate=gate) as stalled:
+            watcher = release_when_done_or_late(gate, bulk)
+            peak, result = peak_of_get(tmp_path, *limits, stalled.source, *[bulk.source] * POEMS)
+            watcher.join(WAIT)
+    assert result.returncode == 0, result.stderr
+    # Without the bound the 59 poems that finish first are all held: over
+    # 100 MiB more (bytes and text).  With it, a few poems' worth at most.
+    print(f"peak {peak / MIB:.1f} MiB, baseline {baseline / MIB:.1f} MiB")
+    assert peak - baseline < 12 * MIB, (peak / MIB, baseline / MIB)
