@@ -16,11 +16,19 @@ import subprocess
 import sys
 import threading
 import time
+from io import BytesIO, StringIO
 from pathlib import Path
 
 from loopback_servers import LoopbackServer
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
 
 from conftest import subprocess_env
+from poetry_endpoints.cli.fetch import Fetch, Presentation, Streams
+from poetry_endpoints.cli.runner import Interruption
+from poetry_endpoints.errors import PoetryError
+from poetry_endpoints.poem import Poem
+from poetry_endpoints.sources import HTTPSource
 
 WAIT = 60.0
 MIB = 1024 * 1024
@@ -94,3 +102,68 @@ def test_poems_held_behind_a_stalled_source_stay_within_concurrency(tmp_path: Pa
     # 100 MiB more (bytes and text).  With it, a few poems' worth at most.
     print(f"peak {peak / MIB:.1f} MiB, baseline {baseline / MIB:.1f} MiB")
     assert peak - baseline < 12 * MIB, (peak / MIB, baseline / MIB)
+
+
+class _Client:
+    """Stands for a `PoetryClient`: each download is a Deferred the test fires."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.started: dict[str, Deferred[Poem]] = {}
+
+    def get(self, source: HTTPSource, *, progress: object = None) -> Deferred[Poem]:
+        def cancel(download: Deferred[Poem]) -> None:
+            download.errback(PoetryError(source.name, "cancelled", "cancelled"))
+
+        download: Deferred[Poem] = Deferred(cancel)
+        self.started[source.name] = download
+        return download
+
+    def finish(self, name: str) -> None:
+        self.started[name].callback(Poem(name, name.encode(), name, 0.0, "utf-8"))
+
+
+def _fetch(concurrency: int, names: list[str]) -> tuple[Fetch, _Client, BytesIO, Interruption]:
+    client = _Client(concurrency)
+    stdout = BytesIO()
+    interruption = Interruption()
+    fetch = Fetch(
+        MemoryReactorClock(),
+        client,  # type: ignore[arg-type]
+        [HTTPSource(name, f"http://127.0.0.1/{name}") for name in names],
+        Presentation(quiet=True),
+        interruption,
+        Streams(stdout=stdout, stderr=StringIO()),
+    )
+    return fetch, client, stdout, interruption
+
+
+def test_in_order_no_more_than_concurrency_sources_are_started_and_unshown() -> None:
+    names = [f"s{i}" for i in range(8)]
+    fetch, client, stdout, _ = _fetch(3, names)
+    run = Deferred.fromCoroutine(fetch.run())
+    assert list(client.started) == ["s0", "s1", "s2"]
+    client.finish("s1")
+    client.finish("s2")
+    assert list(client.started) == ["s0", "s1", "s2"]  # s1 and s2 wait behind s0
+    client.finish("s0")  # all three shown: three more may start
+    assert list(client.started) == names[:6]
+    assert stdout.getvalue() == b"s0\ns1\ns2\n"
+    for name in names[3:6]:
+        client.finish(name)
+    for name in names[6:]:
+        client.finish(name)
+    assert stdout.getvalue() == b"".join(f"{n}\n".encode() for n in names)
+    assert run.result == 0
+
+
+def test_an_interrupt_while_waiting_for_room_starts_nothing_more() -> None:
+    names = [f"s{i}" for i in range(6)]
+    fetch, client, stdout, interruption = _fetch(2, names)
+    run = Deferred.fromCoroutine(fetch.run())
+    client.finish("s1")
+    interruption.interrupt(2)
+    run.cancel()  # as the runner does after the interrupt callbacks
+    assert list(client.started) == ["s0", "s1"]
+    assert stdout.getvalue() == b""
+    assert run.called and run.result == 1
