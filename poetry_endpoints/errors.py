@@ -50,10 +50,11 @@ def one_line(text: str) -> str:
 
     Controls (newlines and tabs included), the Unicode line and paragraph
     separators, the invisible formatting characters (bidi overrides such as
-    U+202E among them), unassigned and private-use code points become
-    ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``.  A lone surrogate that stands for
-    a byte which was not valid in the locale's encoding (how Python passes
-    such a byte of a command-line argument) is shown as that byte, ``\\xNN``.
+    U+202E among them), unassigned and private-use code points are spelled
+    as in Python: ``\\n``, ``\\x1b``, ``\\u202e``, ``\\U000e0001``.  A lone
+    surrogate that stands for a byte which was not valid in the locale's
+    encoding (how Python passes such a byte of a command-line argument) is
+    shown as that byte, ``\\xNN``.
     The result is one line that cannot move a terminal's cursor, change its
     state or reorder what follows it.
     """
@@ -67,8 +68,5 @@ def _escape(char: str) -> str:
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for a byte
         return f"\\x{code - 0xDC00:02x}"
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+    # Python's own spelling: \t \n \r, \x1b, \u202e, \U000e0001.
+    return repr(char)[1:-1]
