@@ -19,6 +19,7 @@ import time
 from io import BytesIO, StringIO
 from pathlib import Path
 
+import pytest
 from loopback_servers import LoopbackServer
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
@@ -104,11 +105,15 @@ def test_poems_held_behind_a_stalled_source_stay_within_concurrency(tmp_path: Pa
     assert peak - baseline < 12 * MIB, (peak / MIB, baseline / MIB)
 
 
+CAP = 100
+
+
 class _Client:
     """Stands for a `PoetryClient`: each download is a Deferred the test fires."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, max_bytes: int | None = CAP) -> None:
         self.concurrency = concurrency
+        self.max_bytes = max_bytes
         self.started: dict[str, Deferred[Poem]] = {}
 
     def get(self, source: HTTPSource, *, progress: object = None) -> Deferred[Poem]:
@@ -119,12 +124,12 @@ class _Client:
         self.started[source.name] = download
         return download
 
-    def finish(self, name: str) -> None:
-        self.started[name].callback(Poem(name, name.encode(), name, 0.0, "utf-8"))
+    def finish(self, name: str, size: int = CAP) -> None:
+        data = name.encode().ljust(size - 1, b".") + b"\n"
+        self.started[name].callback(Poem(name, data, data.decode(), 0.0, "utf-8"))
 
 
-def _fetch(concurrency: int, names: list[str]) -> tuple[Fetch, _Client, BytesIO, Interruption]:
-    client = _Client(concurrency)
+def _fetch(client: _Client, names: list[str]) -> tuple[Fetch, BytesIO, Interruption]:
     stdout = BytesIO()
     interruption = Interruption()
     fetch = Fetch(
@@ -135,12 +140,20 @@ def _fetch(concurrency: int, names: list[str]) -> tuple[Fetch, _Client, BytesIO,
         interruption,
         Streams(stdout=stdout, stderr=StringIO()),
     )
-    return fetch, client, stdout, interruption
+    return fetch, stdout, interruption
 
 
-def test_in_order_no_more_than_concurrency_sources_are_started_and_unshown() -> None:
+def _shown(stdout: BytesIO) -> list[str]:
+    return [line.rstrip(".") for line in stdout.getvalue().decode().splitlines()]
+
+
+@pytest.mark.parametrize("max_bytes", [CAP, None])
+def test_poems_at_the_cap_wait_behind_a_stalled_one_no_more_than_concurrency(
+    max_bytes: int | None,
+) -> None:
     names = [f"s{i}" for i in range(8)]
-    fetch, client, stdout, _ = _fetch(3, names)
+    client = _Client(3, max_bytes)
+    fetch, stdout, _ = _fetch(client, names)
     run = Deferred.fromCoroutine(fetch.run())
     assert list(client.started) == ["s0", "s1", "s2"]
     client.finish("s1")
@@ -148,18 +161,39 @@ def test_in_order_no_more_than_concurrency_sources_are_started_and_unshown() -> 
     assert list(client.started) == ["s0", "s1", "s2"]  # s1 and s2 wait behind s0
     client.finish("s0")  # all three shown: three more may start
     assert list(client.started) == names[:6]
-    assert stdout.getvalue() == b"s0\ns1\ns2\n"
+    assert _shown(stdout) == ["s0", "s1", "s2"]
     for name in names[3:6]:
         client.finish(name)
     for name in names[6:]:
         client.finish(name)
-    assert stdout.getvalue() == b"".join(f"{n}\n".encode() for n in names)
+    assert _shown(stdout) == names
+    assert run.result == 0
+
+
+def test_small_poems_keep_downloading_behind_a_stalled_one() -> None:
+    names = [f"s{i}" for i in range(30)]
+    client = _Client(3)
+    fetch, stdout, _ = _fetch(client, names)
+    run = Deferred.fromCoroutine(fetch.run())
+    for name in names[1:25]:
+        client.finish(name, size=4)  # 24 poems of 4 bytes: one download's worth
+    # s0 and one more in flight, the next one would go past 3 x CAP.
+    assert list(client.started) == names[:26]
+    client.finish("s25", size=4)  # now 100 bytes wait: still one download in flight
+    assert list(client.started) == names[:27]
+    client.finish("s26", size=4)
+    assert list(client.started) == names[:27]
+    client.finish("s0", size=4)
+    for name in names[27:]:
+        client.finish(name, size=4)
+    assert _shown(stdout) == names
     assert run.result == 0
 
 
 def test_an_interrupt_while_waiting_for_room_starts_nothing_more() -> None:
     names = [f"s{i}" for i in range(6)]
-    fetch, client, stdout, interruption = _fetch(2, names)
+    client = _Client(2)
+    fetch, stdout, interruption = _fetch(client, names)
     run = Deferred.fromCoroutine(fetch.run())
     client.finish("s1")
     interruption.interrupt(2)

@@ -127,12 +127,16 @@ class Fetch:
         self._pending: dict[int, Outcome | None] = {}
         self._next = 0
         self._downloads: list[Deferred[Any]] = []
-        # In argument order, a finished poem waits in memory for the ones
-        # before it.  At most `window` sources are started and not yet shown,
-        # so a stalled source holds back at most window - 1 finished poems,
-        # and memory stays near concurrency x max-bytes.
-        self._window = client.concurrency
-        self._unshown = 0
+        # In argument order a finished poem waits in memory for the ones
+        # before it, so a stalled source could hold back any number of them.
+        # A source starts only while what may be in memory stays within
+        # concurrency x max-bytes: max-bytes for each download in flight
+        # (what it may grow to), plus the size of each poem waiting to be
+        # shown.  Small poems therefore never hold the downloads up; large
+        # ones do, at the bound.  With no cap, each counts as one.
+        self._in_flight = 0
+        self._waiting_bytes = 0
+        self._budget = client.concurrency * (client.max_bytes or 1)
         self._room: Deferred[None] | None = None
         self._stdout_closed = False
         self.delivered = 0
@@ -152,7 +156,7 @@ class Fetch:
                 if self.in_order and not await self._wait_for_room():
                     break
                 tracker = trackers[index]
-                self._unshown += 1
+                self._in_flight += 1
                 download = self.client.get(source, progress=tracker.received)
                 download.addCallbacks(
                     self._succeeded,
@@ -171,7 +175,7 @@ class Fetch:
 
     async def _wait_for_room(self) -> bool:
         """Wait until another source may start; False if none should any more."""
-        while self._unshown >= self._window and not self._stopped():
+        while not self._room_for_one_more() and not self._stopped():
             self._room = Deferred()
             try:
                 await self._room
@@ -180,6 +184,16 @@ class Fetch:
             finally:
                 self._room = None
         return not self._stopped()
+
+    def _room_for_one_more(self) -> bool:
+        cap = self.client.max_bytes or 1
+        return (self._in_flight + 1) * cap + self._waiting_bytes <= self._budget
+
+    def _cost(self, outcome: Outcome | None) -> int:
+        """What C{outcome} holds in memory while it waits, in the budget's units."""
+        if self.client.max_bytes is None:
+            return 1
+        return len(outcome.data) if isinstance(outcome, Poem) else 0
 
     def _stopped(self) -> bool:
         return self.interruption.interrupted or self._stdout_closed
@@ -207,15 +221,18 @@ class Fetch:
         self._arrived(index, error)
 
     def _arrived(self, index: int, outcome: Outcome | None) -> None:
+        self._in_flight -= 1
         if self.interruption.interrupted or self._stdout_closed:
             return
         if not self.in_order:
             self._show(index, outcome)
             return
         self._pending[index] = outcome
+        self._waiting_bytes += self._cost(outcome)
         while self._next in self._pending and not self._stdout_closed:
-            self._unshown -= 1
-            self._show(self._next, self._pending.pop(self._next))
+            outcome = self._pending.pop(self._next)
+            self._waiting_bytes -= self._cost(outcome)
+            self._show(self._next, outcome)
             self._next += 1
         # Only now, with the shown poems let go: the next source may start
         # at once, and even finish, calling this method again.
