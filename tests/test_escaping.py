@@ -81,11 +81,11 @@ def test_json_lines_are_one_line_of_printable_utf8_that_round_trips(text: str) -
 
 
 def test_json_escapes_line_separators_and_bidi_controls() -> None:
-    text = f"one{LINE_BREAKS}two {BIDI_CONTROLS} \U0001f600 \u00e9"
+    text = f"one{LINE_BREAKS}two {BIDI_CONTROLS} \x7f \U0001f600 \u00e9"
     line = json_line({"poem": text}).decode()
-    assert "\\u2028" in line and "\\u202e" in line and "\\u0085" in line
-    assert "\U0001f600 \u00e9" in line  # printable non-ASCII stays readable
-    assert [c for c in line if unicodedata.category(c) in {"Zl", "Zp", "Cf"}] == []
+    assert "\\u2028" in line and "\\u202e" in line and "\\u0085" in line and "\\u007f" in line
+    assert [c for c in line if unicodedata.category(c) in {"Zl", "Zp", "Cf", "Cc"}] == ["\n"]
+    assert json.loads(line) == {"poem": text}
 
 
 def _get(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:

@@ -68,26 +68,22 @@ def json_line(record: dict[str, object]) -> bytes:
     """
     One JSON Lines record, UTF-8, of printable characters only.
 
-    Everything else is a ``\\u`` escape, which any JSON parser turns back
+    A record whose text is all printable keeps its non-ASCII characters as
+    they are, for people reading it.  Any other record is written in ASCII,
+    everything else as ``\\u`` escapes, which every JSON parser turns back
     into the same text: controls, U+2028 and U+2029 (which C{str.splitlines}
     and JavaScript treat as line ends), bidi overrides, and the lone
-    surrogates by which Python passes a command-line argument's bytes that
-    are not valid UTF-8 (so the line is always valid UTF-8, and Python's
-    C{json.loads} gives back the argument exactly).
+    surrogates by which Python passes the bytes of a command-line argument
+    that are not valid UTF-8 (Python's C{json.loads} gives back the argument
+    exactly).
     """
     text = json.dumps(record, ensure_ascii=False)
     if not text.isprintable():
-        text = "".join(c if c.isprintable() else _json_escape(c) for c in text)
+        # Escaping only the unprintable characters would take a Python-level
+        # pass over the whole poem; json's ASCII mode does it all in C.  It
+        # leaves DEL alone, the one ASCII character left to escape.
+        text = json.dumps(record).replace("\x7f", "\\u007f")
     return (text + "\n").encode()
-
-
-def _json_escape(char: str) -> str:
-    code = ord(char)
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    # Outside the Basic Multilingual Plane JSON spells a character as a surrogate pair.
-    code -= 0x10000
-    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def poem_record(poem: Poem) -> dict[str, object]:
