@@ -36,6 +36,7 @@ from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+from .decoding import UnusableCodec, poem_codec, shown_name
 from .errors import RETRYABLE, PoetryError
 from .poem import Poem
 from .protocol import PoetryProtocol, ProgressCallback
@@ -329,20 +330,30 @@ class PoetryClient:
 
     def _poem(self, source: Source, data: bytes, charset: str | None, elapsed: float) -> Poem:
         encoding = self.encoding or charset or "utf-8"
+        # Refused before decoding: a codec the server names may be one that
+        # would hold the reactor for minutes (see poetry_endpoints.decoding).
+        try:
+            poem_codec(encoding)
+        except LookupError:
+            reason = f"the server declared unknown charset {shown_name(encoding)!r}"
+            raise PoetryError(source.name, "decode", reason) from None
+        except UnusableCodec as e:
+            if self.encoding is None:
+                reason = f"the server declared charset {shown_name(encoding)!r}, which is {e}"
+            else:
+                reason = f"encoding {shown_name(encoding)!r} is {e}"
+            raise PoetryError(source.name, "decode", reason) from None
         try:
             text = data.decode(encoding, self.errors)
-        except LookupError:
-            raise PoetryError(
-                source.name, "decode", f"the server declared unknown charset {encoding!r}"
-            ) from None
         except UnicodeDecodeError as e:
             raise PoetryError(
                 source.name,
                 "decode",
-                f"not valid {encoding}: {e.reason} at byte {e.start} of {len(data)}",
+                f"not valid {shown_name(encoding)}: {e.reason} at byte {e.start} of {len(data)}",
             ) from None
-        except UnicodeError as e:  # codecs such as punycode and undefined raise the base class
-            raise PoetryError(source.name, "decode", f"not valid {encoding}: {e}") from None
+        except UnicodeError as e:  # codecs such as undefined raise the base class
+            reason = f"not valid {shown_name(encoding)}: {e}"
+            raise PoetryError(source.name, "decode", reason) from None
         return Poem(source.name, data, text, elapsed, encoding)
 
 

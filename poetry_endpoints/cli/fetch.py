@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.python.failure import Failure
 
 from ..client import PoetryClient, cancel_all
@@ -22,10 +22,13 @@ from ..poem import Poem
 from ..sources import Source
 from . import status
 from .output import (
+    ClosedStream,
     DirectoryOutput,
     JSONOutput,
     Output,
     TextOutput,
+    WriteError,
+    describe_os_error,
     failure_line,
     one_line,
 )
@@ -53,7 +56,7 @@ class Presentation:
 class Streams:
     """Where the command writes; the process's own streams unless a test says otherwise."""
 
-    stdout: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
+    stdout: BinaryIO = field(default_factory=lambda: _standard_output())
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
     def stdout_is_terminal(self) -> bool:
@@ -63,6 +66,14 @@ class Streams:
     def stderr_is_terminal(self) -> bool:
         """Whether progress and the summary may be shown."""
         return self.stderr.isatty()
+
+
+def _standard_output() -> BinaryIO:
+    # Python sets sys.stdout to None when file descriptor 1 was closed at
+    # start (`get S >&-`); that is a write error for each poem, not a crash.
+    if sys.stdout is None:
+        return ClosedStream("stdout")  # type: ignore[return-value]
+    return sys.stdout.buffer
 
 
 def make_output(presentation: Presentation, sources: Sequence[str], streams: Streams) -> Output:
@@ -117,6 +128,17 @@ class Fetch:
         self._pending: dict[int, Outcome | None] = {}
         self._next = 0
         self._downloads: list[Deferred[Any]] = []
+        # In argument order a finished poem waits in memory for the ones
+        # before it, so a stalled source could hold back any number of them.
+        # A source starts only while what may be in memory stays within
+        # concurrency x max-bytes: max-bytes for each download in flight
+        # (what it may grow to), plus the size of each poem waiting to be
+        # shown.  Small poems therefore never hold the downloads up; large
+        # ones do, at the bound.  With no cap, each counts as one.
+        self._in_flight = 0
+        self._waiting_bytes = 0
+        self._budget = client.concurrency * (client.max_bytes or 1)
+        self._room: Deferred[None] | None = None
         self._stdout_closed = False
         self.delivered = 0
         self.failed = 0
@@ -129,8 +151,14 @@ class Fetch:
         self.interruption.on_interrupt(self._cancel_all)
         started = self.reactor.seconds()
         try:
+            trackers = [self.display.track(source.name) for source in self.sources]
+            # Started once every row exists, so that its first frame shows them all.
+            self.display.start()
             for index, source in enumerate(self.sources):
-                tracker = self.display.track(source.name)
+                if self.in_order and not await self._wait_for_room():
+                    break
+                tracker = trackers[index]
+                self._in_flight += 1
                 download = self.client.get(source, progress=tracker)
                 download.addCallbacks(
                     self._succeeded,
@@ -139,8 +167,6 @@ class Fetch:
                     errbackArgs=(index, tracker),
                 )
                 self._downloads.append(download)
-            # Started once every row exists, so that its first frame shows them all.
-            self.display.start()
             await DeferredList(self._downloads, consumeErrors=True)
         finally:
             self.display.stop()
@@ -149,8 +175,38 @@ class Fetch:
             return status.FAILED
         return status.OK
 
+    async def _wait_for_room(self) -> bool:
+        """Wait until another source may start; False if none should any more."""
+        while not self._room_for_one_more() and not self._stopped():
+            self._room = Deferred()
+            try:
+                await self._room
+            except CancelledError:  # interrupted: the run's Deferred is being cancelled
+                return False
+            finally:
+                self._room = None
+        return not self._stopped()
+
+    def _room_for_one_more(self) -> bool:
+        cap = self.client.max_bytes or 1
+        return (self._in_flight + 1) * cap + self._waiting_bytes <= self._budget
+
+    def _cost(self, outcome: Outcome | None) -> int:
+        """What C{outcome} holds in memory while it waits, in the budget's units."""
+        if self.client.max_bytes is None:
+            return 1
+        return len(outcome.data) if isinstance(outcome, Poem) else 0
+
+    def _stopped(self) -> bool:
+        return self.interruption.interrupted or self._stdout_closed
+
+    def _make_room(self) -> None:
+        if self._room is not None and not self._room.called:
+            self._room.callback(None)
+
     def _cancel_all(self) -> None:
         cancel_all(self._downloads)
+        self._make_room()
 
     def _succeeded(self, poem: Poem, index: int, tracker: Tracker) -> None:
         tracker.succeeded(len(poem.data))
@@ -168,15 +224,22 @@ class Fetch:
         self._arrived(index, error)
 
     def _arrived(self, index: int, outcome: Outcome | None) -> None:
+        self._in_flight -= 1
         if self.interruption.interrupted or self._stdout_closed:
             return
         if not self.in_order:
             self._show(index, outcome)
             return
         self._pending[index] = outcome
+        self._waiting_bytes += self._cost(outcome)
         while self._next in self._pending and not self._stdout_closed:
-            self._show(self._next, self._pending.pop(self._next))
+            outcome = self._pending.pop(self._next)
+            self._waiting_bytes -= self._cost(outcome)
+            self._show(self._next, outcome)
             self._next += 1
+        # Only now, with the shown poems let go: the next source may start
+        # at once, and even finish, calling this method again.
+        self._make_room()
 
     def _show(self, index: int, outcome: Outcome | None) -> None:
         if outcome is None:
@@ -185,10 +248,7 @@ class Fetch:
             if isinstance(outcome, Poem):
                 self._deliver(index, outcome)
             else:
-                self.failed += 1
-                with self.display.suspended():  # a JSON record may go to the same terminal
-                    self.output.failure(index, outcome)
-                self._complain(failure_line(outcome, PROG))
+                self._report_failure(index, outcome)
         except BrokenPipeError:
             self._close_stdout()
 
@@ -203,15 +263,41 @@ class Fetch:
         except BrokenPipeError:
             raise
         except OSError as e:
-            if self.presentation.output_dir is None:
-                raise
             self.failed += 1
-            self._complain(
-                one_line(f"{PROG}: {poem.source}: could not write the poem: {e} [write-failed]")
-            )
+            self._write_failed(poem.source, f"the poem to {self._destination(index)}", e)
             return
         self.delivered += 1
         self.bytes += len(poem.data)
+
+    def _report_failure(self, index: int, error: PoetryError) -> None:
+        self.failed += 1
+        unwritten: OSError | None = None
+        try:
+            with self.display.suspended():  # a JSON record may go to the same terminal
+                self.output.failure(index, error)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            unwritten = e  # the failure itself is still reported, first
+        self._complain(failure_line(error, PROG))
+        if unwritten is not None:
+            where = self._destination(index)
+            self._write_failed(error.source, f"its JSON record to {where}", unwritten)
+
+    def _destination(self, index: int) -> str:
+        if isinstance(self.output, DirectoryOutput):
+            return str(self.output.directory / self.output.names[index])
+        return "stdout"
+
+    def _write_failed(self, source: str, what: str, error: OSError) -> None:
+        # One line per write that failed, naming the source, what could not
+        # be written and why (ENOSPC, EIO, EFBIG...), with how much of it was.
+        if isinstance(error, WriteError):
+            reason = error.describe()
+        else:
+            reason = describe_os_error(error)
+        line = f"{PROG}: {source}: could not write {what}: {reason} [write-failed]"
+        self._complain(one_line(line))
 
     def _complain(self, line: str) -> None:
         with self.display.suspended():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import codecs
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..client import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, PoetryClient
+from ..decoding import UnusableCodec, poem_codec, shown_name
 from ..errors import PoetryError
 from ..sources import ACCEPTED_FORMS, Source
 from ..tls import trust_root
@@ -71,9 +71,11 @@ def _size(text: str) -> int:
 
 def _encoding(text: str) -> str:
     try:
-        codecs.lookup(text)
+        poem_codec(text)
     except LookupError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a known encoding") from None
+        raise argparse.ArgumentTypeError(f"{shown_name(text)!r} is not a known encoding") from None
+    except UnusableCodec as e:
+        raise argparse.ArgumentTypeError(f"{shown_name(text)!r} is {e}") from None
     return text
 
 

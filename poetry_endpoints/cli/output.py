@@ -7,6 +7,7 @@ file names that cannot escape the output directory.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -16,14 +17,30 @@ from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from ..errors import PoetryError
+from ..errors import PoetryError, one_line
 from ..poem import Poem
 
-# C0 controls, DEL and C1 controls.  Newline and tab are kept where text is multi-line.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+__all__ = [
+    "ClosedStream",
+    "DirectoryOutput",
+    "JSONOutput",
+    "Output",
+    "TextOutput",
+    "WriteError",
+    "describe_os_error",
+    "escape_for_terminal",
+    "failure_line",
+    "file_names",
+    "json_line",
+    "one_line",
+    "safe_file_name",
+    "write_all",
+]
+
+# C0 controls but newline and tab, DEL and C1 controls: what a poem shown on a
+# terminal may not contain.  Poems are multi-line text; one-line messages use
+# the library's stricter one_line.
 _CONTROLS_BUT_LAYOUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# json.dumps(ensure_ascii=False) escapes C0 itself but lets DEL and C1 through.
-_JSON_UNESCAPED = re.compile("[\x7f-\x9f]")
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 100
@@ -38,11 +55,6 @@ def escape_for_terminal(text: str) -> str:
     return _CONTROLS_BUT_LAYOUT.sub(_visible, text)
 
 
-def one_line(text: str) -> str:
-    """C{text} with every control character, newlines included, shown as ``\\xNN``."""
-    return _CONTROLS.sub(_visible, text)
-
-
 def failure_line(error: PoetryError, prog: str = "poetry-endpoints") -> str:
     """
     The line reporting a failed source: ``PROG: SOURCE: REASON [KIND]``.
@@ -53,9 +65,25 @@ def failure_line(error: PoetryError, prog: str = "poetry-endpoints") -> str:
 
 
 def json_line(record: dict[str, object]) -> bytes:
-    """One JSON Lines record, UTF-8, with DEL and C1 controls escaped too."""
+    """
+    One JSON Lines record, UTF-8, of printable characters only.
+
+    A record whose text is all printable keeps its non-ASCII characters as
+    they are, for people reading it.  Any other record is written in ASCII,
+    everything else as ``\\u`` escapes, which every JSON parser turns back
+    into the same text: controls, U+2028 and U+2029 (which C{str.splitlines}
+    and JavaScript treat as line ends), bidi overrides, and the lone
+    surrogates by which Python passes the bytes of a command-line argument
+    that are not valid UTF-8 (Python's C{json.loads} gives back the argument
+    exactly).
+    """
     text = json.dumps(record, ensure_ascii=False)
-    return (_JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n").encode()
+    if not text.isprintable():
+        # Escaping only the unprintable characters would take a Python-level
+        # pass over the whole poem; json's ASCII mode does it all in C.  It
+        # leaves DEL alone, the one ASCII character left to escape.
+        text = json.dumps(record).replace("\x7f", "\\u007f")
+    return (text + "\n").encode()
 
 
 def poem_record(poem: Poem) -> dict[str, object]:
@@ -103,14 +131,110 @@ def file_names(sources: Sequence[str]) -> list[str]:
     return names
 
 
+def describe_os_error(error: OSError) -> str:
+    """C{error} for a message: ``no space left on device (ENOSPC)``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    reason = reason[:1].lower() + reason[1:]
+    name = errno.errorcode.get(error.errno) if error.errno is not None else None
+    return f"{reason} ({name})" if name else reason
+
+
+class WriteError(OSError):
+    """
+    Writing to a stream failed after C{written} of C{total} bytes.
+
+    Its C{errno} and C{strerror} are those of the failed write.
+    """
+
+    def __init__(self, error: OSError, written: int, total: int) -> None:
+        super().__init__(error.errno, error.strerror or str(error))
+        self.error = error
+        self.written = written
+        self.total = total
+
+    def describe(self) -> str:
+        """The reason, and how much was written if that was neither nothing nor everything."""
+        reason = describe_os_error(self.error)
+        if self.written:
+            reason += f" after {self.written} of {self.total} bytes"
+        return reason
+
+
+def write_all(stream: BinaryIO, *parts: bytes) -> None:
+    """
+    Write every byte of C{parts} to C{stream}, now, or raise.
+
+    A stream with a file descriptor is written to directly, each byte once:
+    a buffered stream whose write failed would keep the bytes and try them
+    again before the next poem and once more at exit, so that a full disk
+    cut poems at a buffer's boundary and ended the process with a message
+    of Python's own.
+
+    @raise BrokenPipeError: the reader has gone (which callers stop on).
+    @raise WriteError: any other failure, with the bytes written before it.
+    """
+    total = sum(len(part) for part in parts)
+    written = 0
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        fd = None
+    try:
+        if fd is None:
+            for part in parts:
+                stream.write(part)
+                written += len(part)
+            stream.flush()
+            return
+        stream.flush()  # whatever it holds goes first (nothing, normally)
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                count = os.write(fd, view)
+                written += count
+                view = view[count:]
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise WriteError(e, written, total) from e
+
+
+class ClosedStream:
+    """Stands for a standard stream that was closed when the process started."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, data: bytes) -> int:
+        raise OSError(errno.EBADF, f"{self.name} is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        raise ValueError(f"{self.name} is closed")
+
+    def isatty(self) -> bool:
+        return False
+
+
 class Output(Protocol):
     """Receives each source's outcome, in the order they are to be shown."""
 
     def poem(self, index: int, poem: Poem) -> None:
-        """Deliver the poem of source number C{index}; may raise C{OSError}."""
+        """
+        Deliver the poem of source number C{index}.
+
+        @raise BrokenPipeError: stdout's reader has gone.
+        @raise OSError: the poem could not be written (L{WriteError} for stdout).
+        """
 
     def failure(self, index: int, error: PoetryError) -> None:
-        """Record that source number C{index} failed (stderr is not its business)."""
+        """
+        Record that source number C{index} failed (stderr is not its business).
+
+        @raise OSError: as for L{poem}.
+        """
 
 
 class TextOutput:
@@ -138,20 +262,18 @@ class TextOutput:
         self._shown = 0
 
     def poem(self, index: int, poem: Poem) -> None:
+        header = b""
         if self.headers:
             blank = "\n" if self._shown else ""
-            header = f"{blank}==> {one_line(poem.source)} <==\n"
-            self.stream.write(header.encode(self.encoding, "replace"))
+            header = f"{blank}==> {one_line(poem.source)} <==\n".encode(self.encoding, "replace")
         self._shown += 1
         if self.terminal:
             text = escape_for_terminal(poem.text)
             data = text.encode(self.encoding, "replace")
         else:
             data = poem.data
-        if not data.endswith(b"\n"):
-            data += b"\n"
-        self.stream.write(data)
-        self.stream.flush()
+        ending = b"" if data.endswith(b"\n") else b"\n"
+        write_all(self.stream, header, data, ending)
 
     def failure(self, index: int, error: PoetryError) -> None:
         pass
@@ -164,12 +286,10 @@ class JSONOutput:
         self.stream = stream
 
     def poem(self, index: int, poem: Poem) -> None:
-        self.stream.write(json_line(poem_record(poem)))
-        self.stream.flush()
+        write_all(self.stream, json_line(poem_record(poem)))
 
     def failure(self, index: int, error: PoetryError) -> None:
-        self.stream.write(json_line(failure_record(error)))
-        self.stream.flush()
+        write_all(self.stream, json_line(failure_record(error)))
 
 
 class DirectoryOutput:

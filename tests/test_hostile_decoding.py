@@ -1,0 +1,152 @@
+"""
+A charset chosen to freeze the client: ``get`` as a subprocess against raw HTTP servers.
+
+``punycode`` (like ``idna``) decodes in quadratic time: 400 KB took seconds,
+16 MiB over an hour, on the reactor thread, after the attempt's timeout and
+with Ctrl-C waiting.  Such a charset is refused before any decoding, so the
+run ends at once with a ``decode`` failure and Ctrl-C is answered at once.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from loopback_servers import LoopbackServer
+
+from conftest import subprocess_env
+
+WAIT = 30.0
+#: A body ``punycode`` decodes in quadratic time: about 45 s for these 200 KB here.
+SLOW_PUNYCODE = b"-" + b"bbbb" * 50_000
+
+
+class HTTPServer:
+    """Answers one HTTP request on 127.0.0.1 with a raw response, in a thread."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+        self.sent = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(WAIT)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/poem"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:
+            return
+        with connection:
+            connection.settimeout(WAIT)
+            request = b""
+            try:
+                while b"\r\n\r\n" not in request:
+                    chunk = connection.recv(4096)
+                    if not chunk:
+                        return
+                    request += chunk
+                connection.sendall(self.response)
+            except OSError:
+                return
+            self.sent.set()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(WAIT)
+
+
+def response(charset: bytes, body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=%s\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (charset, len(body), body)
+    )
+
+
+def get(*args: str) -> tuple[subprocess.CompletedProcess[bytes], float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "poetry_endpoints", "get", "-q", *args],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        env=subprocess_env(),
+        timeout=WAIT * 3,
+        check=False,
+    )
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("charset", [b"punycode", b"PunyCode", b"idna"])
+def test_a_charset_that_decodes_in_quadratic_time_is_refused_at_once(charset: bytes) -> None:
+    server = HTTPServer(response(charset, SLOW_PUNYCODE))
+    try:
+        result, elapsed = get("--json", server.url)
+    finally:
+        server.close()
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr
+    record = json.loads(result.stdout)
+    assert record["kind"] == "decode"
+    assert record["message"].endswith(
+        f"the server declared charset '{charset.decode().lower()}', "
+        "which is a codec for host names, too slow for a poem"
+    )
+    # Start-up and one loopback download; decoding would take the best part of a minute.
+    assert elapsed < 10.0, elapsed
+
+
+def test_a_charset_that_is_not_a_text_encoding_is_refused() -> None:
+    server = HTTPServer(response(b"rot13", b"cbrz\n"))
+    try:
+        result, _ = get(server.url)
+    finally:
+        server.close()
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.decode().endswith(
+        "the server declared charset 'rot13', which is not a text encoding [decode]\n"
+    )
+
+
+def test_a_long_charset_name_is_cut_in_the_message() -> None:
+    server = HTTPServer(response(b"x" * 300, b"poem\n"))
+    try:
+        result, _ = get(server.url)
+    finally:
+        server.close()
+    assert result.returncode == 1
+    (line,) = result.stderr.decode().splitlines()
+    assert line.endswith(f"the server declared unknown charset '{'x' * 39}\u2026' [decode]")
+
+
+def test_ctrl_c_is_answered_at_once_after_a_hostile_charset_arrives() -> None:
+    server = HTTPServer(response(b"punycode", SLOW_PUNYCODE))
+    with LoopbackServer(b"", ending="stall") as stalled:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "poetry_endpoints", "get", "-q", server.url, stalled.source],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=subprocess_env(),
+        )
+        try:
+            assert server.sent.wait(WAIT) and stalled.connected.wait(WAIT)
+            time.sleep(0.2)  # the body is in the client's hands (loopback), or its socket's
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=WAIT * 3)
+            answered = time.monotonic() - signalled
+        finally:
+            process.kill()
+            process.wait(WAIT)
+            server.close()
+    assert process.returncode == 130
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+    assert answered < 1.0, answered
