@@ -485,6 +485,6 @@ def test_control_characters_in_names_and_reasons_cannot_drive_the_terminal() -> 
     clock.advance(REFRESH_SECONDS)
     lines = _lines(_screen(stream.getvalue(), 100, 40))
     assert len(lines) == 2
-    assert lines[0].startswith("tcp:evil\\x0a\\x1b[2J")
+    assert lines[0].startswith("tcp:evil\\n\\x1b[2J")
     assert "failed: bad \\x1b[31mred\\x1b]0;title\\x07 end" in lines[1]
     display.stop()
