@@ -22,7 +22,7 @@ from twisted.internet.endpoints import serverFromString
 
 from poetry_endpoints import Poem, PoetryClient, PoetryError, PoetryReactor
 from poetry_endpoints.aio import as_future, twisted_reactor
-from poetry_endpoints.server import PoetryServerFactory, bundled_poems
+from poetry_endpoints.servers.poetry import PoetryServerFactory, bundled_poems
 
 
 async def fetch(reactor: PoetryReactor, sources: list[str]) -> list[Poem | BaseException]:

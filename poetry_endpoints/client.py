@@ -37,6 +37,12 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from .decoding import UnusableCodec, poem_codec, shown_name
+from .defaults import (
+    DEFAULT_BACKOFF,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_BYTES,
+)
 from .errors import RETRYABLE, PoetryError
 from .poem import Poem
 from .protocol import PoetryProtocol, ProgressCallback
@@ -48,11 +54,6 @@ from .tls import trust_root
 if TYPE_CHECKING:
     from .http import HTTPFetcher
 
-DEFAULT_MAX_BYTES = 16 * 1024 * 1024
-DEFAULT_IDLE_TIMEOUT = 60.0
-DEFAULT_CONCURRENCY = 100
-#: First retry waits this long; each later one waits twice as long as the last.
-DEFAULT_BACKOFF = 0.5
 #: Distinct source strings whose parse a client remembers.
 _PARSED_CACHE_SIZE = 4096
 

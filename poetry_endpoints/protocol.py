@@ -11,6 +11,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
+from .defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BYTES
 from .errors import PoetryError
 from .reasons import lost_error
 
@@ -48,8 +49,8 @@ class PoetryProtocol(Protocol):
         source: str,
         clock: IReactorTime,
         *,
-        max_bytes: int | None = 16 * 1024 * 1024,
-        idle_timeout: float | None = 60.0,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         progress: ProgressCallback | None = None,
     ) -> None:
         self.source = source

@@ -59,9 +59,9 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .faults import FaultyServerFactory
-from .server import DEFAULT_NUM_BYTES, PoemFile, PoetryServerFactory
-from .service import parse_listen, source_for
+from .servers.faults import FaultyServerFactory
+from .servers.poetry import DEFAULT_NUM_BYTES, PoemFile, PoetryServerFactory
+from .servers.service import parse_listen, source_for
 
 __all__ = ["MemoryAddress", "MemoryPoetrySource", "PoetryServer", "poetry_server"]
 

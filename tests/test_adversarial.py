@@ -44,8 +44,8 @@ from twisted.internet import error
 from twisted.python.failure import Failure
 
 from conftest import subprocess_env
-from poetry_endpoints.faults import FAULTS, with_escapes
 from poetry_endpoints.reasons import connect_error
+from poetry_endpoints.servers.faults import FAULTS, with_escapes
 
 WAIT = 30.0
 #: The limits every run here is given; the bound on a run's wall time follows from them.

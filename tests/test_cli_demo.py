@@ -10,7 +10,7 @@ import sys
 from terminal import run_on_terminal
 
 from conftest import subprocess_env
-from poetry_endpoints.server import bundled_poems
+from poetry_endpoints.servers.poetry import bundled_poems
 
 WAIT = 30.0  # the demo promises to be over within 30 seconds
 

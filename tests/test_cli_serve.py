@@ -16,7 +16,7 @@ import pytest
 from serve_process import WAIT, Running, cli, connect, fetch
 
 from conftest import subprocess_env
-from poetry_endpoints.server import bundled_poems
+from poetry_endpoints.servers.poetry import bundled_poems
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 
@@ -183,7 +183,7 @@ def test_bad_settings_are_usage_errors(args: list[str]) -> None:
 
 
 def test_http_listener_serves_poems_over_http() -> None:
-    pytest.importorskip("poetry_endpoints.web")
+    pytest.importorskip("poetry_endpoints.servers.web")
     with Running(cli("serve", "-l", LOOPBACK, "--http", LOOPBACK)) as server:
         poetry, http = server.sources(2)
         assert fetch(poetry) == bundled_poems()[0].data
@@ -219,7 +219,7 @@ def _headers(head: bytes) -> dict[bytes, bytes]:
 
 @pytest.mark.parametrize("path", ["/", "/poems/haiku", "/poems/", "/nothing"])
 def test_head_answers_the_get_headers_without_a_body_or_a_warning(path: str) -> None:
-    pytest.importorskip("poetry_endpoints.web")
+    pytest.importorskip("poetry_endpoints.servers.web")
     with Running(cli("serve", "-l", LOOPBACK, "--http", LOOPBACK)) as server:
         _, url = server.sources(2)
         ask = f"{{}} {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".format

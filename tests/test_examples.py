@@ -15,7 +15,7 @@ import pytest
 from loopback_servers import LoopbackServer
 
 from conftest import subprocess_env
-from poetry_endpoints.server import bundled_poems
+from poetry_endpoints.servers.poetry import bundled_poems
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 POEMS = {poem.name: poem.data.decode("utf-8") for poem in bundled_poems()}

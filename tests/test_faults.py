@@ -20,7 +20,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import TestCase
 
 from poetry_endpoints import PoetryError, get_poetry
-from poetry_endpoints.faults import (
+from poetry_endpoints.servers.faults import (
     BAD_UTF8,
     ENDLESS_CHUNK,
     ESCAPES_AFTER,
@@ -31,7 +31,7 @@ from poetry_endpoints.faults import (
     with_bad_utf8,
     with_escapes,
 )
-from poetry_endpoints.server import PoemFile
+from poetry_endpoints.servers.poetry import PoemFile
 
 POEM = PoemFile("test", "A poem in two lines — with é\nand a second line\n".encode())
 

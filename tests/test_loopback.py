@@ -1,6 +1,6 @@
 """
 The library against real sockets on loopback: TCP on 127.0.0.1 and ::1, Unix
-sockets, servers from `poetry_endpoints.server` listening on port 0.
+sockets, servers from `poetry_endpoints.servers.poetry` listening on port 0.
 
 Each test waits until the server side of every connection has closed, then
 checks that the client left no delayed call behind; trial itself fails a test
@@ -27,7 +27,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
 from poetry_endpoints import Poem, PoetryClient, PoetryError, get_poetry
-from poetry_endpoints.server import PoemFile, PoetryServerFactory, PoetryServerProtocol
+from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory, PoetryServerProtocol
 
 reactor: Any = _reactor
 

@@ -25,10 +25,10 @@ from twisted.trial.unittest import TestCase
 
 from conftest import subprocess_env, unix_socket_path
 from poetry_endpoints import Poem, PoetryError, get_poetry
-from poetry_endpoints.faults import FaultyServerFactory
-from poetry_endpoints.proxy import UpstreamCache
-from poetry_endpoints.server import PoemFile, PoetryServerFactory, bundled_poems
-from poetry_endpoints.service import ProxyConfig, build_proxy, when_listening
+from poetry_endpoints.servers.faults import FaultyServerFactory
+from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory, bundled_poems
+from poetry_endpoints.servers.proxy import UpstreamCache
+from poetry_endpoints.servers.service import ProxyConfig, build_proxy, when_listening
 
 POEMS = [
     PoemFile("one", "Erste Strophe — ü\n".encode()),

@@ -26,11 +26,11 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from poetry_endpoints import Poem, PoetryError, get_poetry
-from poetry_endpoints.faults import FaultyServerFactory
-from poetry_endpoints.limits import ConnectionLimit
-from poetry_endpoints.proxy import PoetryProxyFactory, PoetryProxyProtocol, UpstreamCache
-from poetry_endpoints.server import PoemFile
-from poetry_endpoints.service import (
+from poetry_endpoints.servers.faults import FaultyServerFactory
+from poetry_endpoints.servers.limits import ConnectionLimit
+from poetry_endpoints.servers.poetry import PoemFile
+from poetry_endpoints.servers.proxy import PoetryProxyFactory, PoetryProxyProtocol, UpstreamCache
+from poetry_endpoints.servers.service import (
     ConfigError,
     ProxyConfig,
     ProxyOptions,

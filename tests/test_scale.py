@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 
 from conftest import unix_socket_path
 from poetry_endpoints import Poem, PoetryClient
-from poetry_endpoints.server import PoemFile, PoetryServerFactory
+from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory
 
 reactor: Any = _reactor
 

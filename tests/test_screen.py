@@ -34,8 +34,8 @@ from wcwidth import wcwidth
 from conftest import subprocess_env
 from poetry_endpoints import PoetryClient
 from poetry_endpoints.cli.progress import MAX_ROWS, REFRESH_SECONDS, RichDisplay, binary_size
-from poetry_endpoints.server import PoemFile, bundled_poems
-from poetry_endpoints.web import listening_url, make_site
+from poetry_endpoints.servers.poetry import PoemFile, bundled_poems
+from poetry_endpoints.servers.web import listening_url, make_site
 
 reactor: Any = _reactor
 

@@ -25,9 +25,9 @@ from twisted.trial.unittest import TestCase
 
 from conftest import unix_socket_path
 from poetry_endpoints import get_poetry
-from poetry_endpoints.limits import reset_refused_connections
-from poetry_endpoints.server import PoemFile, PoetryServerFactory, PoetryServerProtocol
-from poetry_endpoints.service import ListeningService
+from poetry_endpoints.servers.limits import reset_refused_connections
+from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory, PoetryServerProtocol
+from poetry_endpoints.servers.service import ListeningService
 
 LIMIT = 40
 CLIENTS = 70

@@ -19,15 +19,15 @@ from twisted.trial.unittest import TestCase
 
 from conftest import unix_socket_path
 from poetry_endpoints import get_poetry
-from poetry_endpoints.faults import FaultyServerFactory
-from poetry_endpoints.server import (
+from poetry_endpoints.servers.faults import FaultyServerFactory
+from poetry_endpoints.servers.poetry import (
     PoemFile,
     PoetryServerFactory,
     bundled_poems,
     describe_peer,
     load_poems,
 )
-from poetry_endpoints.service import (
+from poetry_endpoints.servers.service import (
     DEFAULT_LISTEN,
     ConfigError,
     ListeningService,
@@ -245,11 +245,3 @@ class Listening(TestCase):
         late = listener.when_listening()
         self.assertTrue(self.successResultOf(late).startswith("tcp:127.0.0.1:"))
         self.assertEqual(listener.source, self.successResultOf(listener.when_listening()))
-
-
-def test_http_without_the_web_module_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    monkeypatch.setitem(sys.modules, "poetry_endpoints.web", None)  # import raises ImportError
-    with pytest.raises(ConfigError, match="--http is not available"):
-        build_server(reactor, ServerConfig(http=("tcp:0",)))

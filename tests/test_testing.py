@@ -26,7 +26,7 @@ from zope.interface.verify import verifyObject
 
 from conftest import unix_socket_path
 from poetry_endpoints import EndpointSource, Poem, PoetryClient, PoetryError
-from poetry_endpoints.faults import BAD_UTF8
+from poetry_endpoints.servers.faults import BAD_UTF8
 from poetry_endpoints.testing import MemoryPoetrySource, poetry_server
 
 reactor: Any = _reactor

@@ -28,7 +28,7 @@ from web_helpers import Page, Redirect, WebTest, inline, reactor
 
 from conftest import subprocess_env
 from poetry_endpoints import PoetryClient, PoetryError
-from poetry_endpoints.server import PoemFile, PoetryServerFactory
+from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory
 from poetry_endpoints.tls import PlatformTrustPlusCA, tls_client_endpoint
 
 POEM = b"Whose woods these are I think I know.\n"

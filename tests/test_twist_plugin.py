@@ -16,7 +16,7 @@ import tomllib
 from serve_process import WAIT, Running, fetch, twist
 
 from conftest import subprocess_env
-from poetry_endpoints.server import bundled_poems
+from poetry_endpoints.servers.poetry import bundled_poems
 
 ROOT = Path(__file__).parent.parent
 

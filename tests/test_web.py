@@ -1,4 +1,4 @@
-"""The poems over HTTP (`poetry_endpoints.web`), served on loopback and fetched for real."""
+"""The poems over HTTP (`poetry_endpoints.servers.web`), served on loopback and fetched for real."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor
 from web_helpers import WebTest, inline
 
-from poetry_endpoints.server import PoemFile, bundled_poems
-from poetry_endpoints.web import listening_url, make_site
+from poetry_endpoints.servers.poetry import PoemFile, bundled_poems
+from poetry_endpoints.servers.web import listening_url, make_site
 
 POEMS = [
     PoemFile("first", b"one\n"),

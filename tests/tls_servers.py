@@ -17,8 +17,8 @@ from typing import Any
 from twisted.internet import reactor as _reactor
 from twisted.internet.ssl import PrivateCertificate
 
-from poetry_endpoints.server import PoetryServerFactory, bundled_poems
-from poetry_endpoints.web import listening_url, make_site
+from poetry_endpoints.servers.poetry import PoetryServerFactory, bundled_poems
+from poetry_endpoints.servers.web import listening_url, make_site
 
 reactor: Any = _reactor
 

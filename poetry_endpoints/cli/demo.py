@@ -26,8 +26,8 @@ from twisted.internet.interfaces import IListeningPort
 
 from ..addresses import source_for
 from ..client import PoetryClient
-from ..server import PoemFile, PoetryServerFactory, bundled_poems
-from ..web import listening_url, make_site
+from ..servers.poetry import PoemFile, PoetryServerFactory, bundled_poems
+from ..servers.web import listening_url, make_site
 from . import runner
 from .fetch import PROG, Fetch, Presentation
 

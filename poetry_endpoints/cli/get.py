@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..client import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, PoetryClient
+from ..client import PoetryClient
 from ..decoding import UnusableCodec, poem_codec, shown_name
+from ..defaults import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT
 from ..errors import PoetryError
 from ..sources import ACCEPTED_FORMS, Source
 from ..tls import trust_root

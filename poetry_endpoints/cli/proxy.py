@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..service import (
+from ..servers.service import (
     DEFAULT_PROXY_LISTEN,
     DEFAULT_PROXY_MAX_CLIENTS,
     DEFAULT_PROXY_TIMEOUT,

@@ -2,7 +2,7 @@
 ``poetry-endpoints serve``: the companion poetry server.
 
 Also home of L{run_listening}, which ``proxy`` shares: it runs a service
-built by `poetry_endpoints.service` in the foreground, prints a
+built by `poetry_endpoints.servers.service` in the foreground, prints a
 ``listening on SOURCE`` line per listener, logs to stderr, and stops cleanly on
 SIGINT or SIGTERM.
 """
@@ -19,9 +19,15 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import FileLogObserver, LogEvent, eventAsText, globalLogBeginner
 
-from ..faults import FAULTS
-from ..server import DEFAULT_NUM_BYTES
-from ..service import DEFAULT_LISTEN, ConfigError, ServerConfig, build_server, when_listening
+from ..servers.faults import FAULTS
+from ..servers.poetry import DEFAULT_NUM_BYTES
+from ..servers.service import (
+    DEFAULT_LISTEN,
+    ConfigError,
+    ServerConfig,
+    build_server,
+    when_listening,
+)
 from . import runner, status
 
 

@@ -36,13 +36,13 @@ class _LazyServiceMaker:
 poetry = _LazyServiceMaker(
     "poetry",
     "The companion poetry server: a poem per connection, on any endpoints.",
-    "poetry_endpoints.service.ServerOptions",
-    "poetry_endpoints.service.make_server_service",
+    "poetry_endpoints.servers.service.ServerOptions",
+    "poetry_endpoints.servers.service.make_server_service",
 )
 
 poetry_proxy = _LazyServiceMaker(
     "poetry-proxy",
     "A poetry proxy: serves the poem fetched from an upstream source, with a cache.",
-    "poetry_endpoints.service.ProxyOptions",
-    "poetry_endpoints.service.make_proxy_service",
+    "poetry_endpoints.servers.service.ProxyOptions",
+    "poetry_endpoints.servers.service.make_proxy_service",
 )

@@ -25,11 +25,11 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .client import PoetryClient, SourceLike
-from .errors import PoetryError
+from ..client import PoetryClient, SourceLike
+from ..errors import PoetryError
+from ..poem import Poem
 from .limits import ConnectionLimit
-from .poem import Poem
-from .server import describe_peer
+from .poetry import describe_peer
 
 _log = Logger()
 

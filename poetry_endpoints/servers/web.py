@@ -16,8 +16,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
-from .addresses import source_for
-from .server import PoemFile
+from ..addresses import source_for
+from .poetry import PoemFile
 
 CONTENT_TYPE = b"text/plain; charset=utf-8"
 

@@ -16,7 +16,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .server import DEFAULT_NUM_BYTES, PoemFile, PoetryServerFactory, PoetryServerProtocol
+from .poetry import DEFAULT_NUM_BYTES, PoemFile, PoetryServerFactory, PoetryServerProtocol
 
 #: Inserted after the first line of the poem by ``bad-utf8``: a lone
 #: continuation byte, two bytes that never occur in UTF-8, a truncated sequence.

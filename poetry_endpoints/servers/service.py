@@ -10,7 +10,6 @@ command line shares.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -25,11 +24,12 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from . import addresses
-from .errors import PoetryError
+from .. import addresses
+from ..errors import PoetryError
 from .faults import FAULTS, FaultyServerFactory
 from .limits import ConnectionLimit, reset_refused_connections
-from .server import DEFAULT_NUM_BYTES, PoemFile, PoetryServerFactory, load_poems
+from .poetry import DEFAULT_NUM_BYTES, PoemFile, PoetryServerFactory, load_poems
+from .web import make_site
 
 DEFAULT_LISTEN: Final = "tcp:10000:interface=127.0.0.1"
 DEFAULT_PROXY_LISTEN: Final = "tcp:10001:interface=127.0.0.1"
@@ -249,18 +249,8 @@ def server_factory(reactor: Any, config: ServerConfig, poems: Sequence[PoemFile]
 
 
 def http_factory(poems: Sequence[PoemFile]) -> IProtocolFactory:
-    """
-    The HTTP site serving C{poems}, from `poetry_endpoints.web`.
-
-    The module provides C{make_site(poems) -> IProtocolFactory}; until it
-    exists, asking for HTTP is a L{ConfigError}.
-    """
-    try:
-        web = importlib.import_module("poetry_endpoints.web")
-        make_site = web.make_site
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"--http is not available in this installation ({e})") from None
-    return make_site(poems)  # type: ignore[no-any-return]
+    """The HTTP site serving C{poems} (see L{make_site})."""
+    return make_site(poems)
 
 
 def build_server(reactor: Any, config: ServerConfig) -> MultiService:
@@ -294,7 +284,7 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
     @raise ConfigError: the upstream source or a listen description does not
         parse, a setting is out of range.
     """
-    from .client import PoetryClient
+    from ..client import PoetryClient
     from .proxy import PoetryProxyFactory, UpstreamCache
 
     if not config.listen:

@@ -3,7 +3,7 @@ The companion poetry server: one poem per connection, then a clean close.
 
 With a delay it is the tutorial's *slow* poetry server, writing a few bytes
 at a time so that clients can be watched working concurrently.  The
-misbehaving variants used to test clients live in `poetry_endpoints.faults`.
+misbehaving variants used to test clients live in `poetry_endpoints.servers.faults`.
 """
 
 from __future__ import annotations
