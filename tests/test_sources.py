@@ -26,6 +26,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 
 from poetry_endpoints import EndpointSource, HTTPSource, PoetryError, parse_source
+from poetry_endpoints.errors import one_line
 from poetry_endpoints.sources import ACCEPTED_FORMS
 
 
@@ -308,9 +309,10 @@ def test_malformed_source_is_invalid_source(reactor: MemoryReactorClock, text: s
     assert error.kind == "invalid-source"
     assert error.source == text
     message = str(error)
-    # One line, naming the source (unprintable characters in it escaped).
+    # One line, naming the source (unprintable characters in it escaped, as
+    # every message escapes them: tests/test_escaping.py).
     assert "\n" not in message
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    shown = one_line(text)
     assert message.startswith(f"{shown}: ")
     reason = message.removeprefix(f"{shown}: ")
     assert reason.strip()
