@@ -21,7 +21,7 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-DEFAULT_NUM_BYTES = 10
+from ..defaults import DEFAULT_NUM_BYTES as DEFAULT_NUM_BYTES  # re-exported: faults, testing
 
 
 @dataclass(frozen=True)
