@@ -127,6 +127,12 @@ def test_describe_peer() -> None:
     assert describe_peer(UNIXAddress(b"/run/p.sock")) == "unix:/run/p.sock"
 
 
+def test_a_unix_peer_named_by_the_client_cannot_forge_a_log_line() -> None:
+    # A client binds its end to any path it likes before connecting.
+    forged = UNIXAddress(b"/tmp/x\n12:00:00 poetry listening on tcp:1.2.3.4:1\xff")
+    assert describe_peer(forged) == "unix:/tmp/x\\n12:00:00 poetry listening on tcp:1.2.3.4:1\\xff"
+
+
 @pytest.mark.parametrize(
     ("address", "description", "kind", "source"),
     [
