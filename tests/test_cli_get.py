@@ -303,7 +303,7 @@ def test_the_accepted_forms_are_shown_once_after_every_invalid_source() -> None:
         ["--errors", "ignore"],
         ["--max-bytes", "12X"],
         ["--max-bytes", "0"],
-        ["-t", "0"],
+        ["-t", "-1"],
         ["--idle-timeout", "soon"],
         ["--encoding", "no-such-codec"],
         ["--cacert", "/nonexistent/ca.pem"],

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
+from .. import options
 from ..client import PoetryClient
-from ..decoding import UnusableCodec, poem_codec, shown_name
-from ..defaults import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT
+from ..defaults import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BYTES
 from ..errors import PoetryError
 from ..sources import ACCEPTED_FORMS, Source
-from ..tls import trust_root
 from . import runner, status
 from .fetch import PROG, Fetch, Presentation
 from .output import DirectoryOutput, one_line
-from .sizes import SIZE_FORMS, parse_size
-
-DEFAULT_MAX_BYTES = "16M"
+from .sizes import SIZE_FORMS
 
 DESCRIPTION = """\
 Download a poem from each SOURCE, all at once, and print them in the order
@@ -34,60 +30,17 @@ invalid source (nothing fetched), 130 interrupted.
 """
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be more than 0")
-    return value
-
-
-def _seconds_or_off(text: str) -> float | None:
-    if text.strip().lower() in {"0", "0.0", "none", "off"}:
-        return None
-    return _seconds(text)
+# The option types, from the one module that ``serve``, ``proxy`` and the
+# twist plugins read their values with too.
+_seconds = options.for_argparse(options.seconds)
+_seconds_or_off = options.for_argparse(options.timeout)
+_size = options.for_argparse(options.size)
+_encoding = options.for_argparse(options.encoding)
+_pem_file = options.for_argparse(options.pem_file)
 
 
 def _count(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
-        return value
-
-    return parse
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _encoding(text: str) -> str:
-    try:
-        poem_codec(text)
-    except LookupError:
-        raise argparse.ArgumentTypeError(f"{shown_name(text)!r} is not a known encoding") from None
-    except UnusableCodec as e:
-        raise argparse.ArgumentTypeError(f"{shown_name(text)!r} is {e}") from None
-    return text
-
-
-def _pem_file(text: str) -> str:
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a readable file")
-    try:
-        trust_root(text)
-    except (OSError, ValueError) as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+    return options.for_argparse(options.count(minimum))
 
 
 def add_parser(commands: Any) -> None:
@@ -103,25 +56,26 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "-t",
         "--timeout",
-        type=_seconds,
+        type=_seconds_or_off,
         metavar="SECONDS",
-        help="limit on each whole attempt, connecting included (default: none: with only "
-        "--idle-timeout, a server sending a byte just within it each time can hold a "
-        "fetch for ever)",
+        help="limit on each whole attempt, connecting included; 0 or none for no limit "
+        "(default: none: with only --idle-timeout, a server sending a byte just within it "
+        "each time can hold a fetch for ever)",
     )
     parser.add_argument(
         "--idle-timeout",
         type=_seconds_or_off,
         default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECONDS",
-        help=f"limit on silence between reads; 0 for none (default: {DEFAULT_IDLE_TIMEOUT:g})",
+        help="limit on silence between reads; 0 or none for no limit "
+        f"(default: {DEFAULT_IDLE_TIMEOUT:g})",
     )
     parser.add_argument(
         "--max-bytes",
         type=_size,
         default=DEFAULT_MAX_BYTES,
         metavar="SIZE",
-        help=f"largest poem accepted: {SIZE_FORMS} (default: {DEFAULT_MAX_BYTES})",
+        help=f"largest poem accepted: {SIZE_FORMS} (default: {DEFAULT_MAX_BYTES // 2**20}M)",
     )
     parser.add_argument(
         "-c",
