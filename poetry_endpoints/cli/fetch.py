@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from ..client import PoetryClient, cancel_all
@@ -35,6 +36,7 @@ from .output import (
 )
 from .progress import Display, NoDisplay, RichDisplay, Tracker, binary_size
 from .runner import Interruption
+from .verbose import VerboseObserver
 
 PROG = "poetry-endpoints"
 
@@ -160,6 +162,10 @@ class Fetch:
             self.interruption.on_forced_exit(self.output.remove_temporary)
         self.interruption.on_interrupt(self._cancel_all)
         started = self.reactor.seconds()
+        verbose = None
+        if self.presentation.verbose:
+            verbose = VerboseObserver(self.reactor.seconds, started, self._complain)
+            globalLogPublisher.addObserver(verbose)
         try:
             trackers = [self.display.track(source.name) for source in self.sources]
             # Started once every row exists, so that its first frame shows them all.
@@ -179,6 +185,8 @@ class Fetch:
                 self._downloads.append(download)
             await DeferredList(self._downloads, consumeErrors=True)
         finally:
+            if verbose is not None:
+                globalLogPublisher.removeObserver(verbose)
             self.display.stop()
         self._summarise(self.reactor.seconds() - started)
         if self.failed or self.delivered < len(self.sources):

@@ -1,0 +1,100 @@
+"""
+``get -v``: one stderr line for each attempt, retry, redirect and failure.
+
+The client library reports these as C{twisted.logger} events whose
+``event`` key names what happened (``attempt``, ``retry``, ``redirect``,
+``failure``), with the C{source} and, as they apply, C{attempt},
+C{delay}, C{location}, C{kind} and C{reason}.  This module turns each such
+event into one escaped line with the time since the run started::
+
+    poetry-endpoints: +0.012s tcp:127.0.0.1:1: attempt 1
+    poetry-endpoints: +0.013s tcp:127.0.0.1:1: retry 1 in 0.5s: connection refused [connect-failed]
+    poetry-endpoints: +0.540s http://h/a: redirect to http://h/b
+    poetry-endpoints: +1.702s tcp:127.0.0.1:1: failed: connection refused [connect-failed]
+
+Every other event is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.logger import ILogObserver, LogEvent
+from zope.interface import implementer
+
+from ..errors import one_line
+
+__all__ = ["VerboseObserver", "verbose_line"]
+
+PROG = "poetry-endpoints"
+
+
+def _why(event: LogEvent) -> str:
+    reason = event.get("reason")
+    kind = event.get("kind")
+    text = str(reason) if reason is not None else ""
+    if kind is not None:
+        text = f"{text} [{kind}]" if text else f"[{kind}]"
+    return text
+
+
+def _seconds(value: object) -> str:
+    try:
+        return f"{float(value):.3g}s"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def verbose_line(event: LogEvent, elapsed: float) -> str | None:
+    """
+    The line for C{event}, C{elapsed} seconds after the start; C{None} for
+    an event that is not one of the client's attempt, retry, redirect or
+    failure events.
+    """
+    what = event.get("event")
+    if what not in {"attempt", "retry", "redirect", "failure"}:
+        return None
+    source = event.get("source", "?")
+    attempt = event.get("attempt")
+    if what == "attempt":
+        text = f"attempt {attempt}" if attempt is not None else "attempt"
+    elif what == "retry":
+        text = "retry"
+        if attempt is not None:
+            text += f" {attempt}"
+        if event.get("delay") is not None:
+            text += f" in {_seconds(event['delay'])}"
+        why = _why(event)
+        if why:
+            text += f": {why}"
+    elif what == "redirect":
+        text = f"redirect to {event.get('location', '?')}"
+    else:
+        text = "failed"
+        why = _why(event)
+        if why:
+            text += f": {why}"
+    return one_line(f"{PROG}: +{elapsed:.3f}s {source}: {text}")
+
+
+@implementer(ILogObserver)
+class VerboseObserver:
+    """
+    Writes L{verbose_line} of each client event with C{write}.
+
+    @param clock: gives the current time, in seconds.
+    @param started: the run's start, on C{clock}.
+    @param write: called with each line, without its newline.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float], started: float, write: Callable[[str], object]
+    ) -> None:
+        self.clock = clock
+        self.started = started
+        self.write = write
+
+    def __call__(self, event: LogEvent) -> None:
+        line = verbose_line(event, self.clock() - self.started)
+        if line is not None:
+            self.write(line)
