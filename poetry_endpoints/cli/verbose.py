@@ -1,18 +1,19 @@
 """
 ``get -v``: one stderr line for each attempt, retry, redirect and failure.
 
-The client library reports these as C{twisted.logger} events whose
-``event`` key names what happened (``attempt``, ``retry``, ``redirect``,
-``failure``), with the C{source} and, as they apply, C{attempt},
-C{delay}, C{location}, C{kind} and C{reason}.  This module turns each such
+The client library reports these as C{twisted.logger} events in the
+namespace ``poetry_endpoints.client`` whose ``event`` key names what
+happened (``attempt``, ``retry``, ``redirect``, ``failure``), with the
+C{source} and, as they apply, C{attempt}, C{delay}, C{location}, C{status},
+C{kind} and C{reason}.  This module turns each such
 event into one escaped line with the time since the run started::
 
     poetry-endpoints: +0.012s tcp:127.0.0.1:1: attempt 1
-    poetry-endpoints: +0.013s tcp:127.0.0.1:1: retry 1 in 0.5s: connection refused [connect-failed]
-    poetry-endpoints: +0.540s http://h/a: redirect to http://h/b
-    poetry-endpoints: +1.702s tcp:127.0.0.1:1: failed: connection refused [connect-failed]
+    poetry-endpoints: +0.013s tcp:127.0.0.1:1: attempt 1 failed: connection refused [connect-failed]
+    poetry-endpoints: +0.013s tcp:127.0.0.1:1: retrying in 0.5s (attempt 2)
+    poetry-endpoints: +0.540s http://h/a: redirect 301 to http://h/b
 
-Every other event is ignored.
+Every other event, and every event of another namespace, is ignored.
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ from zope.interface import implementer
 
 from ..errors import one_line
 
-__all__ = ["VerboseObserver", "verbose_line"]
+__all__ = ["EVENTS", "NAMESPACE", "VerboseObserver", "verbose_line"]
 
 PROG = "poetry-endpoints"
+#: The steps shown, by the value of an event's ``event`` key.
+EVENTS = ("attempt", "retry", "redirect", "failure")
+
+
+#: The namespace of the client library's events; no other event is shown.
+NAMESPACE = "poetry_endpoints.client"
 
 
 def _why(event: LogEvent) -> str:
@@ -48,29 +55,28 @@ def _seconds(value: object) -> str:
 def verbose_line(event: LogEvent, elapsed: float) -> str | None:
     """
     The line for C{event}, C{elapsed} seconds after the start; C{None} for
-    an event that is not one of the client's attempt, retry, redirect or
-    failure events.
+    any event but the client library's attempt, retry, redirect and failure.
     """
     what = event.get("event")
-    if what not in {"attempt", "retry", "redirect", "failure"}:
+    if event.get("log_namespace") != NAMESPACE or what not in EVENTS:
         return None
     source = event.get("source", "?")
     attempt = event.get("attempt")
+    numbered = f"attempt {attempt}" if attempt is not None else "attempt"
     if what == "attempt":
-        text = f"attempt {attempt}" if attempt is not None else "attempt"
+        text = numbered
     elif what == "retry":
-        text = "retry"
-        if attempt is not None:
-            text += f" {attempt}"
+        # The reason is on the failure line just before.
+        text = "retrying"
         if event.get("delay") is not None:
             text += f" in {_seconds(event['delay'])}"
-        why = _why(event)
-        if why:
-            text += f": {why}"
+        text += f" ({numbered})"
     elif what == "redirect":
-        text = f"redirect to {event.get('location', '?')}"
+        status = event.get("status")
+        text = f"redirect {status} to" if status is not None else "redirect to"
+        text += f" {event.get('location', '?')}"
     else:
-        text = "failed"
+        text = f"{numbered} failed"
         why = _why(event)
         if why:
             text += f": {why}"
