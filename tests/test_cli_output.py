@@ -91,29 +91,12 @@ def test_a_symlink_at_the_output_name_is_replaced_never_followed(tmp_path: Path)
     assert (work / "poem.txt").read_bytes() == b"hostile poem\n"
 
 
-def test_a_symlink_at_an_output_dir_name_is_replaced_never_followed(tmp_path: Path) -> None:
-    precious = tmp_path / "precious"
-    precious.write_bytes(b"keep me\n")
-    out = tmp_path / "poems"
-    out.mkdir()
-    with LoopbackServer(b"hostile poem\n") as server:
-        name = server.source.replace(":", "_") + ".txt"
-        (out / name).symlink_to(precious)
-        result = get("--output-dir", str(out), server.source)
-    assert result.returncode == 0, result.stderr
-    assert precious.read_bytes() == b"keep me\n"
-    assert not (out / name).is_symlink()
-    assert (out / name).read_bytes() == b"hostile poem\n"
-
-
 @pytest.mark.parametrize(
     "args",
     [
         ["-o", "poem.txt", "tcp:127.0.0.1:1", "tcp:127.0.0.1:2"],
         ["-o", "-", "tcp:127.0.0.1:1", "tcp:127.0.0.1:2"],
-        ["-o", "poem.txt", "--json", "tcp:127.0.0.1:1"],
         ["-o", "poem.txt", "--output-dir", "poems", "tcp:127.0.0.1:1"],
-        ["--output-dir", "poems", "--json", "tcp:127.0.0.1:1"],
         ["-o", "no-such-folder/poem.txt", "tcp:127.0.0.1:1"],
         ["-o", ".", "tcp:127.0.0.1:1"],
     ],
@@ -141,15 +124,6 @@ def test_o_with_two_sources_says_to_use_output_dir(tmp_path: Path) -> None:
     assert lines(result) == [
         "poetry-endpoints get: -o takes one SOURCE, not 2: for more, use --output-dir"
     ]
-
-
-def test_output_dir_is_what_o_used_to_do(tmp_path: Path) -> None:
-    out = tmp_path / "poem.txt"  # a folder, because --output-dir says so
-    with LoopbackServer(b"one\n") as first, LoopbackServer(b"two\n") as second:
-        result = get("--output-dir", str(out), first.source, second.source)
-    assert result.returncode == 0, result.stderr
-    assert out.is_dir()
-    assert sorted(p.read_bytes() for p in out.iterdir()) == [b"one\n", b"two\n"]
 
 
 # -i FILE

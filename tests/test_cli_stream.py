@@ -161,3 +161,25 @@ def test_o_file_of_a_1_gib_poem_runs_in_flat_memory(tmp_path: Path) -> None:
     print(f"1 GiB to -o FILE: peak {peak / MIB:.1f} MiB in {took:.1f} s")
     # Whole, it would be at least 1 GiB (and about 2 before streaming).
     assert peak < 150 * MIB, peak / MIB
+
+
+def test_o_file_stops_at_the_first_piece_that_does_not_decode(tmp_path: Path) -> None:
+    target = tmp_path / "poem.txt"
+    # Not UTF-8 from the first piece on; the whole poem would take 5 s.
+    with Sender(b"caf\xe9 au lait\n", 50, pause=0.1) as server:
+        started = time.monotonic()
+        result = subprocess.run(
+            [*COMMAND, "-o", str(target), server.source],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            env=subprocess_env(),
+            timeout=WAIT,
+            check=False,
+        )
+        took = time.monotonic() - started
+        assert server.ended.wait(WAIT)
+        assert not server.all_sent.is_set()  # cut short: the check ran as it streamed
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1].endswith("[decode]")
+    assert took < 4.0
+    assert list(tmp_path.iterdir()) == []  # neither the poem nor a temporary file
