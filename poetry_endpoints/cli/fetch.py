@@ -148,7 +148,9 @@ class Fetch:
         self.interruption = interruption
         self.streams = streams or Streams()
         names = [s.name for s in self.sources]
-        self.output = make_output(presentation, names, self.streams, client.encoding)
+        # Only -o - decodes as it goes (for a terminal); the others get whole poems or files.
+        poem_encoding = client.encoding if presentation.raw_stdout else None
+        self.output = make_output(presentation, names, self.streams, poem_encoding)
         self.display = make_display(reactor, presentation, self.streams)
         # Files are independent of each other, so they are written as soon as they can be.
         self.in_order = not (presentation.as_completed or presentation.output_dir is not None)
