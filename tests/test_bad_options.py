@@ -92,9 +92,15 @@ TABLE: dict[str, tuple[list[str], dict[str, Any]]] = {
     "demo": ([], {}),
 }
 # Checked when a run starts, each bad one a line of its own: the sources (all
-# of them, before anything connects) and the output directory (made then);
-# test_cli_get covers both.
-CHECKED_AT_RUN = {("get", "--output-dir"), ("get", "SOURCE")}
+# of them, before anything connects, with those of -i files), the output
+# directory (made then) and the output file's folder; test_cli_get and
+# test_cli_output cover them.
+CHECKED_AT_RUN = {
+    ("get", "--output-dir"),
+    ("get", "SOURCE"),
+    ("get", "--input"),
+    ("get", "--output"),
+}
 TWIST = {"poetry": tap.Options, "poetry-proxy": proxytap.Options}
 TWIST_BASE = {"poetry": [], "poetry-proxy": ["-u", "tcp:127.0.0.1:1"]}
 TWIST_TABLE = {
