@@ -412,8 +412,9 @@ class _RedirectPolicy:
 
     def _refusal(self, redirect: IResponse, uri: bytes) -> str | None:
         # The Location as sent, too: twisted.web resolves some (unix:...) to
-        # an empty URL.
+        # an empty URL (to "#" before Twisted 25).
         location = (redirect.headers.getRawHeaders(b"location") or [b""])[0]
+        uri = uri.strip(b"#")
         shown = _shown(uri or location)
         code = redirect.code
         if not _PRINTABLE_ASCII.match(location) or not _PRINTABLE_ASCII.match(uri or location):
