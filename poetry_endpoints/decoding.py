@@ -16,6 +16,8 @@ from __future__ import annotations
 import codecs
 from typing import Final
 
+from ._private_apis import is_text_encoding
+
 #: Text codecs whose decoding time is not linear in the input.
 NOT_LINEAR: Final[frozenset[str]] = frozenset({"punycode", "idna"})
 
@@ -36,7 +38,7 @@ def poem_codec(name: str) -> codecs.CodecInfo:
         linear time.
     """
     info = codecs.lookup(name)
-    if not info._is_text_encoding:
+    if not is_text_encoding(info):
         raise UnusableCodec("not a text encoding")
     if info.name in NOT_LINEAR:
         raise UnusableCodec("a codec for host names, too slow for a poem")

@@ -11,26 +11,38 @@ from typing import Any
 
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
-from treq.cookies import IndexableCookieJar
+
+try:
+    from treq.cookies import IndexableCookieJar
+except ImportError:  # treq before 26.7 types (and takes) the standard library's jar
+    from http.cookiejar import CookieJar as IndexableCookieJar  # type: ignore[assignment]
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from twisted.web._newclient import HEADER, STATUS, HTTP11ClientProtocol
 from twisted.web.client import (
     Agent,
     BrowserLikeRedirectAgent,
     GzipDecoder,
     HTTPConnectionPool,
     ResponseDone,
-    _HTTP11ClientFactory,
 )
 from twisted.web.error import InfiniteRedirection, RedirectWithNoLocation
-from twisted.web.http import PotentialDataLoss, _DataLoss, _IdentityTransferDecoder
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
+from ._private_apis import (
+    HEADER,
+    STATUS,
+    DataLoss,
+    HTTP11ClientFactory,
+    HTTP11ClientProtocol,
+    IdentityTransferDecoder,
+    body_connection,
+    use_connection_factory,
+)
 from .errors import PoetryError
 from .events import log_redirect
 from .protocol import Body, PoetryProtocol, ProgressCallback, Sink
@@ -87,7 +99,7 @@ class _BoundedHeadProtocol(HTTP11ClientProtocol):
         parser = self._parser
         decoder = getattr(parser, "bodyDecoder", None)
         if (
-            isinstance(decoder, _IdentityTransferDecoder)
+            isinstance(decoder, IdentityTransferDecoder)
             and decoder.contentLength is None
             and not reason.check(ConnectionDone)
         ):
@@ -102,10 +114,10 @@ class _CutShort:
         raise RuntimeError("no data after the connection is lost")
 
     def noMoreData(self) -> None:
-        raise _DataLoss()
+        raise DataLoss()
 
 
-class _BoundedHeadFactory(_HTTP11ClientFactory):
+class _BoundedHeadFactory(HTTP11ClientFactory):
     def buildProtocol(self, addr: object) -> HTTP11ClientProtocol:
         return _BoundedHeadProtocol(self._quiescentCallback)
 
@@ -132,7 +144,7 @@ class HTTPBodyProtocol(PoetryProtocol):
 def _abort(transport: object) -> None:
     # A body's transport is a proxy whose stopProducing only closes gently;
     # a cap or a cancellation must cut the TCP connection itself.
-    connection = getattr(transport, "_producer", None)
+    connection = body_connection(transport)
     if connection is not None and hasattr(connection, "abortConnection"):
         connection.abortConnection()
     elif transport is not None:
@@ -229,7 +241,7 @@ class HTTPFetcher:
     def __init__(self, settings: ClientSettings) -> None:
         self._settings = settings
         self.pool = HTTPConnectionPool(settings.reactor, persistent=True)
-        self.pool._factory = _BoundedHeadFactory
+        use_connection_factory(self.pool, _BoundedHeadFactory)
         self._agent = Agent(
             settings.endpoint_reactor,
             contextFactory=VerifyingPolicy(trust_root(settings.cacert)),
@@ -405,8 +417,9 @@ class _RedirectPolicy:
 
     def _refusal(self, redirect: IResponse, uri: bytes) -> str | None:
         # The Location as sent, too: twisted.web resolves some (unix:...) to
-        # an empty URL.
+        # an empty URL (to "#" before Twisted 25).
         location = (redirect.headers.getRawHeaders(b"location") or [b""])[0]
+        uri = uri.strip(b"#")
         shown = _shown(uri or location)
         code = redirect.code
         if not _PRINTABLE_ASCII.match(location) or not _PRINTABLE_ASCII.match(uri or location):

@@ -32,7 +32,6 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    _parse,
     clientFromString,
 )
 from twisted.internet.interfaces import (
@@ -42,6 +41,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.plugin import getPlugins
 
+from ._private_apis import endpoint_address, parse_description
 from .errors import PoetryError
 from .tls import tls_description_endpoint
 
@@ -110,9 +110,7 @@ def endpoint_types() -> frozenset[str]:
 
 def describe_endpoint(endpoint: IStreamClientEndpoint) -> str:
     """A readable name for an endpoint object given in place of a string."""
-    host = getattr(endpoint, "_hostText", None) or getattr(endpoint, "_host", None)
-    port = getattr(endpoint, "_port", None)
-    path = getattr(endpoint, "_path", None)
+    host, port, path = endpoint_address(endpoint)
     kind = type(endpoint).__name__
     if host is not None and port is not None:
         return f"{kind}({host}:{port})"
@@ -285,7 +283,7 @@ def _from_description(
     reactor: Any, source: str, text: str, cacert: str | None
 ) -> IStreamClientEndpoint:
     try:
-        args, kwargs = _parse(text)
+        args, kwargs = parse_description(text)
     except Exception as e:  # the tokenizer rejects some escapes
         raise invalid(source, f"cannot tokenize ({e})") from None
     kind = args[0].lower()

@@ -24,13 +24,9 @@ from cryptography import x509
 from OpenSSL import SSL, crypto
 from service_identity.hazmat import DNS_ID, IPAddress_ID, ServiceID, verify_service_identity
 from service_identity.pyopenssl import extract_patterns
-from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import (
     HostnameEndpoint,
-    _parse,
-    _parseTrustRootPath,
-    _privateCertFromPaths,
     clientFromString,
     wrapClientTLS,
 )
@@ -39,6 +35,13 @@ from twisted.internet.ssl import PrivateCertificate, optionsForClientTLS, platfo
 from twisted.python.failure import Failure
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
+
+from ._private_apis import (
+    IOpenSSLTrustRoot,
+    parse_description,
+    parse_trust_root_path,
+    private_cert_from_paths,
+)
 
 #: Seconds allowed to connect, as Twisted's own ``tls:`` parser defaults to.
 DEFAULT_CONNECT_TIMEOUT = 30.0
@@ -190,7 +193,7 @@ def tls_description_endpoint(
     @raise ValueError: (or C{TypeError}, C{OSError}) for a description
         Twisted's own parser would reject too.
     """
-    args, kwargs = _parse(description)
+    args, kwargs = parse_description(description)
     if args[0].lower() != "tls":
         raise ValueError(f"not a tls: description: {description!r}")
     if len(args) > len(_TLS_FIELDS) + 1:
@@ -210,10 +213,10 @@ def tls_description_endpoint(
         fields["host"],
         int(fields["port"]),
         cacert=cacert,
-        trust=None if roots is None else _parseTrustRootPath(roots),
+        trust=None if roots is None else parse_trust_root_path(roots),
         timeout=float(fields.get("timeout", DEFAULT_CONNECT_TIMEOUT)),
         bind_address=fields.get("bindAddress"),
-        client_certificate=_privateCertFromPaths(
+        client_certificate=private_cert_from_paths(
             fields.get("certificate"), fields.get("privateKey")
         ),
         wrapped=None if inner is None else clientFromString(reactor, inner),
