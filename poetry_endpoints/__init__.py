@@ -8,10 +8,14 @@ poetry_endpoints: download poems from any Twisted endpoint or URL.
 from importlib.metadata import PackageNotFoundError, version
 
 from .client import PoetryClient, PoetryReactor, get_poetry
+from .connect import QuietEndpoint, connect_poem
 from .errors import KINDS, ErrorKind, PoetryError
+from .files import PoemFile, write_poem
 from .poem import Poem
 from .protocol import PoetryProtocol
+from .settings import ClientSettings
 from .sources import EndpointSource, HTTPSource, Source, parse_source
+from .streaming import Streamed
 
 try:
     #: The installed distribution's version: one number, kept in pyproject.toml only.
@@ -21,15 +25,21 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 __all__ = [
     "KINDS",
+    "ClientSettings",
     "EndpointSource",
     "ErrorKind",
     "HTTPSource",
     "Poem",
+    "PoemFile",
     "PoetryClient",
     "PoetryError",
     "PoetryProtocol",
     "PoetryReactor",
+    "QuietEndpoint",
     "Source",
+    "Streamed",
+    "connect_poem",
     "get_poetry",
     "parse_source",
+    "write_poem",
 ]

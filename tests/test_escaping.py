@@ -147,4 +147,4 @@ def test_encoding_must_be_a_text_codec_that_decodes_in_linear_time(
     # In process: the usage error comes before the reactor runs.
     status, _, err = run_main(["get", "--encoding", name, "1"], capsys)
     assert status == 2
-    assert err.splitlines()[-1].endswith(f"--encoding: {reason}")
+    assert err.splitlines()[-1].endswith(f"--encoding: {reason} (see --help)")

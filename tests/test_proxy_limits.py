@@ -30,10 +30,10 @@ from poetry_endpoints.servers.faults import FaultyServerFactory
 from poetry_endpoints.servers.limits import ConnectionLimit
 from poetry_endpoints.servers.poetry import PoemFile
 from poetry_endpoints.servers.proxy import PoetryProxyFactory, PoetryProxyProtocol, UpstreamCache
+from poetry_endpoints.servers.proxytap import Options as ProxyOptions
 from poetry_endpoints.servers.service import (
     ConfigError,
     ProxyConfig,
-    ProxyOptions,
     build_proxy,
     listeners,
     when_listening,

@@ -19,6 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from conftest import unix_socket_path
 from poetry_endpoints import get_poetry
+from poetry_endpoints.defaults import DEFAULT_LISTEN
 from poetry_endpoints.servers.faults import FaultyServerFactory
 from poetry_endpoints.servers.poetry import (
     PoemFile,
@@ -27,19 +28,18 @@ from poetry_endpoints.servers.poetry import (
     describe_peer,
     load_poems,
 )
+from poetry_endpoints.servers.proxytap import Options as ProxyOptions
 from poetry_endpoints.servers.service import (
-    DEFAULT_LISTEN,
     ConfigError,
     ListeningService,
-    ProxyOptions,
     ServerConfig,
-    ServerOptions,
     build_server,
     listeners,
     parse_listen,
     source_for,
     when_listening,
 )
+from poetry_endpoints.servers.tap import Options as ServerOptions
 
 PEER = IPv4Address("TCP", "127.0.0.1", 50000)
 POEMS = [PoemFile("one", b"first poem\n"), PoemFile("two", "zweites Gedicht — ü\n".encode())]
@@ -127,6 +127,12 @@ def test_describe_peer() -> None:
     assert describe_peer(UNIXAddress(b"/run/p.sock")) == "unix:/run/p.sock"
 
 
+def test_a_unix_peer_named_by_the_client_cannot_forge_a_log_line() -> None:
+    # A client binds its end to any path it likes before connecting.
+    forged = UNIXAddress(b"/tmp/x\n12:00:00 poetry listening on tcp:1.2.3.4:1\xff")
+    assert describe_peer(forged) == "unix:/tmp/x\\n12:00:00 poetry listening on tcp:1.2.3.4:1\\xff"
+
+
 @pytest.mark.parametrize(
     ("address", "description", "kind", "source"),
     [
@@ -180,11 +186,13 @@ def test_build_server_makes_one_listener_per_endpoint_sharing_one_factory() -> N
     assert isinstance(found[0].factory, FaultyServerFactory)
 
 
-def test_twist_options() -> None:
+def test_twist_options(tmp_path: Path) -> None:
+    poem = tmp_path / "a.txt"
+    poem.write_bytes(b"a poem\n")
     options = ServerOptions()
-    options.parseOptions(["--listen", "tcp:1", "-l", "unix:/p", "--delay", "0.5", "a.txt"])
+    options.parseOptions(["--listen", "tcp:1", "-l", "unix:/p", "--delay", "0.5", str(poem)])
     assert options["config"] == ServerConfig(
-        listen=("tcp:1", "unix:/p"), poems=("a.txt",), delay=0.5, num_bytes=10
+        listen=("tcp:1", "unix:/p"), poems=(str(poem),), delay=0.5, num_bytes=10
     )
     default = ServerOptions()
     default.parseOptions([])

@@ -48,7 +48,7 @@ def test_plugins_are_found_from_the_installed_package(tmp_path: Path) -> None:
     result = _run([sys.executable, "-c", probe], tmp_path)
     assert result.returncode == 0, result.stderr
     location, *makers = result.stdout.splitlines()
-    assert sorted(makers) == ["poetry ServerOptions", "poetry-proxy ProxyOptions"]
+    assert sorted(makers) == ["poetry Options", "poetry-proxy Options"]
     # Installed beside Twisted's own plugins (an editable install finds it in the checkout).
     assert Path(location).parent.name == "plugins"
     # Twisted's plugin directory is shared by every project: our copy must not
@@ -116,11 +116,12 @@ def test_twist_poetry_proxy_in_front_of_twist_poetry(tmp_path: Path) -> None:
 
 def test_twist_usage_errors_are_one_line_and_exit_64(tmp_path: Path) -> None:
     for args, message in [
-        (["poetry", "--listen", "tcp:abc"], "invalid listen endpoint 'tcp:abc'"),
-        (["poetry", str(tmp_path / "missing.txt")], "cannot read poem file"),
-        (["poetry", "--fault", "nope"], "unknown --fault 'nope'"),
+        (["poetry", "--listen", "tcp:abc"], "--listen: invalid listen endpoint 'tcp:abc'"),
+        (["poetry", str(tmp_path / "missing.txt")], "POEM_FILE: cannot read"),
+        (["poetry", "--fault", "nope"], "--fault: unknown fault 'nope'"),
         (["poetry-proxy"], "--upstream SOURCE is required"),
-        (["poetry-proxy", "--upstream", "tcp:nohost"], "invalid upstream"),
+        (["poetry-proxy", "--upstream", "tcp:nohost"], "--upstream: invalid upstream"),
+        (["poetry-proxy", "-u", "tcp:127.0.0.1:1", "--cacert", "/nonexistent"], "--cacert: "),
     ]:
         result = _run(twist(*args), tmp_path)
         assert result.returncode == 64, (args, result.stderr)

@@ -11,16 +11,25 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import __version__
-from . import demo, get, proxy, serve
+from ..errors import one_line
+from . import demo, get, proxy, serve, status
 
 COMMANDS = {"get": get, "serve": serve, "demo": demo, "proxy": proxy}
 
 
 class _Parser(argparse.ArgumentParser):
-    """An C{ArgumentParser} for which ``--opt=--`` is a usage error, not an empty list."""
+    """
+    An C{ArgumentParser} whose usage errors are one line, and for which
+    ``--opt=--`` is a usage error, not an empty list.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        # One line naming the option and the reason, as every other error of
+        # the command line is; the usage synopsis is a --help away.
+        self.exit(status.USAGE, one_line(f"{self.prog}: error: {message} (see --help)") + "\n")
 
     def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
         # Python before 3.12 strips the "--" of "--max-bytes=--" and returns [],

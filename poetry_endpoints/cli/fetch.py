@@ -14,18 +14,23 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from ..client import PoetryClient, cancel_all
 from ..errors import PoetryError
+from ..files import remove_temporaries, write_poem
 from ..poem import Poem
-from ..sources import Source
+from ..sources import HTTPSource, Source
+from ..streaming import Streamed
 from . import status
 from .output import (
     ClosedStream,
     DirectoryOutput,
+    FileOutput,
     JSONOutput,
     Output,
+    RawOutput,
     TextOutput,
     WriteError,
     describe_os_error,
@@ -34,6 +39,7 @@ from .output import (
 )
 from .progress import Display, NoDisplay, RichDisplay, Tracker, binary_size
 from .runner import Interruption
+from .verbose import VerboseObserver
 
 PROG = "poetry-endpoints"
 
@@ -46,6 +52,12 @@ class Presentation:
 
     json: bool = False
     output_dir: Path | None = None
+    #: ``-o FILE``: the one poem to this file.
+    output_file: Path | None = None
+    #: ``-o -``: the one poem's raw bytes to stdout as they arrive.
+    raw_stdout: bool = False
+    #: ``-v``: a line on stderr for each attempt, retry, redirect and failure.
+    verbose: bool = False
     as_completed: bool = False
     quiet: bool = False
     #: Put a ``==> SOURCE <==`` line before each poem, as ``head`` does for files.
@@ -76,14 +88,25 @@ def _standard_output() -> BinaryIO:
     return sys.stdout.buffer
 
 
-def make_output(presentation: Presentation, sources: Sequence[str], streams: Streams) -> Output:
-    """The `Output` for C{presentation}."""
+def make_output(
+    presentation: Presentation,
+    sources: Sequence[str],
+    streams: Streams,
+    poem_encoding: str | None = None,
+) -> Output:
+    """The `Output` for C{presentation}; C{poem_encoding} is the one given to the client."""
     if presentation.output_dir is not None:
         return DirectoryOutput(presentation.output_dir, sources)
+    if presentation.output_file is not None:
+        return FileOutput(presentation.output_file)
     if presentation.json:
         return JSONOutput(streams.stdout)
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     terminal = streams.stdout_is_terminal()
+    if presentation.raw_stdout:
+        return RawOutput(
+            streams.stdout, terminal=terminal, encoding=encoding, poem_encoding=poem_encoding
+        )
     return TextOutput(
         streams.stdout,
         terminal=terminal,
@@ -96,6 +119,9 @@ def make_output(presentation: Presentation, sources: Sequence[str], streams: Str
 def make_display(reactor: Any, presentation: Presentation, streams: Streams) -> Display:
     """Live progress if stderr is a terminal and not C{quiet}; otherwise nothing."""
     if presentation.quiet or not streams.stderr_is_terminal():
+        return NoDisplay()
+    if presentation.raw_stdout and streams.stdout_is_terminal():
+        # The poem is drawn on the same screen as it arrives, chunk by chunk.
         return NoDisplay()
     display = RichDisplay(reactor, streams.stderr)
     if not display.console.is_interactive:  # TERM=dumb cannot redraw in place
@@ -121,10 +147,14 @@ class Fetch:
         self.presentation = presentation
         self.interruption = interruption
         self.streams = streams or Streams()
-        self.output = make_output(presentation, [s.name for s in self.sources], self.streams)
+        names = [s.name for s in self.sources]
+        # Only -o - decodes as it goes (for a terminal); the others get whole poems or files.
+        poem_encoding = client.encoding if presentation.raw_stdout else None
+        self.output = make_output(presentation, names, self.streams, poem_encoding)
         self.display = make_display(reactor, presentation, self.streams)
         # Files are independent of each other, so they are written as soon as they can be.
         self.in_order = not (presentation.as_completed or presentation.output_dir is not None)
+        self._to_files = presentation.output_dir is not None or presentation.output_file is not None
         self._pending: dict[int, Outcome | None] = {}
         self._next = 0
         self._downloads: list[Deferred[Any]] = []
@@ -146,10 +176,14 @@ class Fetch:
 
     async def run(self) -> int:
         """Download everything, show it, and return the exit status (0 or 1)."""
-        if isinstance(self.output, DirectoryOutput):
-            self.interruption.on_forced_exit(self.output.remove_temporary)
+        if isinstance(self.output, (DirectoryOutput, FileOutput)):
+            self.interruption.on_forced_exit(remove_temporaries)
         self.interruption.on_interrupt(self._cancel_all)
         started = self.reactor.seconds()
+        verbose = None
+        if self.presentation.verbose:
+            verbose = VerboseObserver(self.reactor.seconds, started, self._complain)
+            globalLogPublisher.addObserver(verbose)
         try:
             trackers = [self.display.track(source.name) for source in self.sources]
             # Started once every row exists, so that its first frame shows them all.
@@ -159,16 +193,43 @@ class Fetch:
                     break
                 tracker = trackers[index]
                 self._in_flight += 1
-                download = self.client.get(source, progress=tracker)
-                download.addCallbacks(
-                    self._succeeded,
-                    self._failed,
-                    callbackArgs=(index, tracker),
-                    errbackArgs=(index, tracker),
-                )
+                download: Deferred[Any]
+                if isinstance(self.output, RawOutput):
+                    download = self.client.stream(source, self.output, progress=tracker)
+                    download.addCallbacks(
+                        self._streamed,
+                        self._stream_failed,
+                        callbackArgs=(self.output, tracker),
+                        errbackArgs=(self.output, tracker),
+                    )
+                elif isinstance(self.output, (DirectoryOutput, FileOutput)):
+                    download = write_poem(
+                        self.client,
+                        source,
+                        self.output.target(index),
+                        encoding=self._checked_encoding(source),
+                        errors=self.client.errors,
+                        progress=tracker,
+                    )
+                    download.addCallbacks(
+                        self._written,
+                        self._not_written,
+                        callbackArgs=(index, tracker),
+                        errbackArgs=(index, tracker),
+                    )
+                else:
+                    download = self.client.get(source, progress=tracker)
+                    download.addCallbacks(
+                        self._succeeded,
+                        self._failed,
+                        callbackArgs=(index, tracker),
+                        errbackArgs=(index, tracker),
+                    )
                 self._downloads.append(download)
             await DeferredList(self._downloads, consumeErrors=True)
         finally:
+            if verbose is not None:
+                globalLogPublisher.removeObserver(verbose)
             self.display.stop()
         self._summarise(self.reactor.seconds() - started)
         if self.failed or self.delivered < len(self.sources):
@@ -212,6 +273,95 @@ class Fetch:
         tracker.succeeded(len(poem.data))
         self._arrived(index, poem)
 
+    def _checked_encoding(self, source: Source) -> str | None:
+        """The codec a poem written to a file must decode with, checked as it streams."""
+        if self.client.encoding is not None:
+            return self.client.encoding
+        # An HTTP server's charset is not known here before the bytes
+        # arrive; only a poem from a source that has none is checked.
+        return None if isinstance(source, HTTPSource) else "utf-8"
+
+    def _written(self, summary: Streamed, index: int, tracker: Tracker) -> None:
+        self._in_flight -= 1
+        tracker.succeeded(summary.bytes)
+        if self.interruption.interrupted:
+            return
+        self.delivered += 1
+        self.bytes += summary.bytes
+
+    def _not_written(self, failure: Failure, index: int, tracker: Tracker) -> None:
+        self._in_flight -= 1
+        if self.interruption.interrupted:
+            return
+        source = self.sources[index].name
+        if failure.check(PoetryError):
+            error: PoetryError = failure.value  # type: ignore[assignment]
+            tracker.failed(error.kind, error.reason)
+            self.failed += 1
+            self._complain(failure_line(error, PROG))
+        elif failure.check(OSError):
+            tracker.failed("write-failed", str(failure.value))
+            self.failed += 1
+            where = self._destination(index)
+            self._write_failed(source, f"the poem to {where}", failure.value)  # type: ignore[arg-type]
+        else:
+            with self.display.suspended():  # a bug, not a failed source
+                failure.printTraceback(file=self.streams.stderr)
+            self.failed += 1
+
+    def _streamed(self, summary: Streamed, output: RawOutput, tracker: Tracker) -> None:
+        self._in_flight -= 1
+        if self._stopped():
+            return
+        try:
+            output.finish()
+        except BrokenPipeError:
+            self._close_stdout()
+            return
+        except OSError as e:
+            self._stream_write_failed(summary.source, output, e)
+            return
+        tracker.succeeded(summary.bytes)
+        self.delivered += 1
+        self.bytes += summary.bytes
+
+    def _stream_failed(self, failure: Failure, output: RawOutput, tracker: Tracker) -> None:
+        self._in_flight -= 1
+        if self._stopped():
+            return
+        if failure.check(BrokenPipeError):  # the reader went away (`-o - | head -c 20`)
+            self._close_stdout()
+            return
+        if failure.check(OSError):
+            self._stream_write_failed(self.sources[0].name, output, failure.value)  # type: ignore[arg-type]
+            return
+        if not failure.check(PoetryError):
+            with self.display.suspended():  # a bug, not a failed source
+                failure.printTraceback(file=self.streams.stderr)
+            self.failed += 1
+            return
+        error: PoetryError = failure.value  # type: ignore[assignment]
+        tracker.failed(error.kind, error.reason)
+        self.failed += 1
+        if output.written:
+            # Unlike every other mode, part of this poem is already out.
+            line = (
+                f"{PROG}: {error}, after {output.written:,} bytes were written "
+                f"to stdout [{error.kind}]"
+            )
+            self._complain(one_line(line))
+        else:
+            self._complain(failure_line(error, PROG))
+
+    def _stream_write_failed(self, source: str, output: RawOutput, error: OSError) -> None:
+        self.failed += 1
+        reason = describe_os_error(error)
+        line = (
+            f"{PROG}: {source}: could not write the poem to stdout: {reason}, "
+            f"after {output.written:,} bytes were written [write-failed]"
+        )
+        self._complain(one_line(line))
+
     def _failed(self, failure: Failure, index: int, tracker: Tracker) -> None:
         if not failure.check(PoetryError):
             with self.display.suspended():  # a bug, not a failed source
@@ -253,7 +403,7 @@ class Fetch:
             self._close_stdout()
 
     def _deliver(self, index: int, poem: Poem) -> None:
-        terminal = self.streams.stdout_is_terminal() and self.presentation.output_dir is None
+        terminal = self.streams.stdout_is_terminal() and not self._to_files
         try:
             if terminal:
                 with self.display.suspended():
@@ -285,8 +435,8 @@ class Fetch:
             self._write_failed(error.source, f"its JSON record to {where}", unwritten)
 
     def _destination(self, index: int) -> str:
-        if isinstance(self.output, DirectoryOutput):
-            return str(self.output.directory / self.output.names[index])
+        if isinstance(self.output, (DirectoryOutput, FileOutput)):
+            return str(self.output.target(index))
         return "stdout"
 
     def _write_failed(self, source: str, what: str, error: OSError) -> None:
@@ -330,7 +480,7 @@ class Fetch:
                 f"{self.delivered} of {total} poems delivered ({size}), "
                 f"{total - self.delivered} failed, in {elapsed:.1f} s"
             )
-        where = self.presentation.output_dir
+        where = self.presentation.output_dir or self.presentation.output_file
         if where is not None and self.delivered:
             line += f", written to {where}"
         self.streams.stderr.write(one_line(f"{PROG}: {line}") + "\n")

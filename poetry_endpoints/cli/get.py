@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
+from .. import options
 from ..client import PoetryClient
-from ..decoding import UnusableCodec, poem_codec, shown_name
-from ..defaults import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT
+from ..defaults import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BYTES
 from ..errors import PoetryError
 from ..sources import ACCEPTED_FORMS, Source
-from ..tls import trust_root
 from . import runner, status
 from .fetch import PROG, Fetch, Presentation
-from .output import DirectoryOutput, one_line
-from .sizes import SIZE_FORMS, parse_size
-
-DEFAULT_MAX_BYTES = "16M"
+from .inputs import InputError, Listed, read_source_list
+from .output import DirectoryOutput, FileOutput, describe_os_error, one_line
+from .sizes import SIZE_FORMS
 
 DESCRIPTION = """\
 Download a poem from each SOURCE, all at once, and print them in the order
@@ -34,60 +31,17 @@ invalid source (nothing fetched), 130 interrupted.
 """
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be more than 0")
-    return value
-
-
-def _seconds_or_off(text: str) -> float | None:
-    if text.strip().lower() in {"0", "0.0", "none", "off"}:
-        return None
-    return _seconds(text)
+# The option types, from the one module that ``serve``, ``proxy`` and the
+# twist plugins read their values with too.
+_seconds = options.for_argparse(options.seconds)
+_seconds_or_off = options.for_argparse(options.timeout)
+_size = options.for_argparse(options.size)
+_encoding = options.for_argparse(options.encoding)
+_pem_file = options.for_argparse(options.pem_file)
 
 
 def _count(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
-        return value
-
-    return parse
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _encoding(text: str) -> str:
-    try:
-        poem_codec(text)
-    except LookupError:
-        raise argparse.ArgumentTypeError(f"{shown_name(text)!r} is not a known encoding") from None
-    except UnusableCodec as e:
-        raise argparse.ArgumentTypeError(f"{shown_name(text)!r} is {e}") from None
-    return text
-
-
-def _pem_file(text: str) -> str:
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a readable file")
-    try:
-        trust_root(text)
-    except (OSError, ValueError) as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+    return options.for_argparse(options.count(minimum))
 
 
 def add_parser(commands: Any) -> None:
@@ -99,29 +53,44 @@ def add_parser(commands: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="where to get a poem")
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="where to get a poem (at least one, here or in -i)",
+    )
+    parser.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also read sources from FILE ('-' for stdin): one a line, blank lines and "
+        "lines starting with # skipped; repeatable",
+    )
     parser.add_argument(
         "-t",
         "--timeout",
-        type=_seconds,
+        type=_seconds_or_off,
         metavar="SECONDS",
-        help="limit on each whole attempt, connecting included (default: none: with only "
-        "--idle-timeout, a server sending a byte just within it each time can hold a "
-        "fetch for ever)",
+        help="limit on each whole attempt, connecting included; 0 or none for no limit "
+        "(default: none: with only --idle-timeout, a server sending a byte just within it "
+        "each time can hold a fetch for ever)",
     )
     parser.add_argument(
         "--idle-timeout",
         type=_seconds_or_off,
         default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECONDS",
-        help=f"limit on silence between reads; 0 for none (default: {DEFAULT_IDLE_TIMEOUT:g})",
+        help="limit on silence between reads; 0 or none for no limit "
+        f"(default: {DEFAULT_IDLE_TIMEOUT:g})",
     )
     parser.add_argument(
         "--max-bytes",
         type=_size,
         default=DEFAULT_MAX_BYTES,
         metavar="SIZE",
-        help=f"largest poem accepted: {SIZE_FORMS} (default: {DEFAULT_MAX_BYTES})",
+        help=f"largest poem accepted: {SIZE_FORMS} (default: {DEFAULT_MAX_BYTES // 2**20}M)",
     )
     parser.add_argument(
         "-c",
@@ -151,6 +120,12 @@ def add_parser(commands: Any) -> None:
     )
     where.add_argument(
         "-o",
+        "--output",
+        metavar="FILE",
+        help="write the one SOURCE's poem to FILE as it arrives, renamed into place when "
+        "whole; '-' streams its raw bytes to stdout as they arrive",
+    )
+    where.add_argument(
         "--output-dir",
         metavar="DIR",
         help="write each poem to a file of its own in DIR (created if missing)",
@@ -176,6 +151,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress display, no summary"
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="one stderr line per attempt, retry, redirect and failure, with the time since start",
+    )
 
 
 def _usage_error(message: str) -> int:
@@ -199,28 +180,48 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         cacert=args.cacert,
     )
+    listed = [Listed(text) for text in args.sources]
+    for name in args.input:
+        try:
+            listed.extend(read_source_list(name, sys.stdin.buffer if sys.stdin else None))
+        except InputError as e:
+            return _usage_error(str(e))
+    if not listed:
+        return _usage_error("no SOURCE given, on the command line or with -i FILE")
     sources: list[Source] = []
     invalid = 0
-    for text in args.sources:
+    for item in listed:
         try:
-            sources.append(client.parse(text))
+            sources.append(client.parse(item.text))
         except PoetryError as e:
             invalid += 1
-            _usage_error(f"invalid source {e}")
+            where = f"{item.origin}: " if item.origin else ""
+            _usage_error(f"{where}invalid source {e}")
     if invalid:
         # Once, not on every line: the reasons above are about each source.
         return _usage_error(f"a SOURCE is {ACCEPTED_FORMS}")
 
     output_dir = None
+    output_file = None
+    if args.output is not None and len(sources) > 1:
+        return _usage_error(f"-o takes one SOURCE, not {len(sources)}: for more, use --output-dir")
     if args.output_dir is not None:
         try:
             output_dir = DirectoryOutput.prepare(args.output_dir)
         except OSError as e:
             return _usage_error(f"cannot write to --output-dir {args.output_dir}: {e}")
+    elif args.output is not None and args.output != "-":
+        try:
+            output_file = FileOutput.prepare(args.output)
+        except OSError as e:
+            return _usage_error(f"cannot write to -o {args.output}: {describe_os_error(e)}")
 
     presentation = Presentation(
         json=args.json,
         output_dir=output_dir,
+        output_file=output_file,
+        raw_stdout=args.output == "-",
+        verbose=args.verbose,
         as_completed=args.as_completed,
         quiet=args.quiet,
     )

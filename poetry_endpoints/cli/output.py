@@ -7,24 +7,28 @@ file names that cannot escape the output directory.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import os
 import re
-import tempfile
+import stat
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ..errors import PoetryError, one_line
+from ..files import PoemFile, remove_temporaries
 from ..poem import Poem
 
 __all__ = [
     "ClosedStream",
     "DirectoryOutput",
+    "FileOutput",
     "JSONOutput",
     "Output",
+    "RawOutput",
     "TextOutput",
     "WriteError",
     "describe_os_error",
@@ -292,23 +296,50 @@ class JSONOutput:
         write_all(self.stream, json_line(failure_record(error)))
 
 
-class DirectoryOutput:
+class _AtomicFiles:
     """
-    One file per poem in C{directory}, named by L{file_names}.
+    Poems written to files with the library's L{PoemFile}: under a temporary
+    dot-name in the target's folder, renamed into place once complete, so a
+    reader never sees a partial poem and a failure leaves nothing behind.
+    A symlink at either name is never followed.
 
-    Each file is written under a temporary dot-name in the same directory and
-    renamed into place once complete, so a reader never sees a partial poem
-    and an interrupted run leaves no temporary file behind.
+    The command line streams poems to their files (L{write_poem}); L{poem}
+    is for a poem already whole in memory.
     """
+
+    def __init__(self) -> None:
+        self.written: list[Path] = []
+
+    def target(self, index: int) -> Path:
+        """Where the poem of source number C{index} goes."""
+        raise NotImplementedError
+
+    def poem(self, index: int, poem: Poem) -> None:
+        target = self.target(index)
+        poem_file = PoemFile(target, source=poem.source)
+        try:
+            poem_file.write(poem.data)
+        except BaseException:
+            poem_file.discard()
+            raise
+        poem_file.commit()
+        self.written.append(target)
+
+    def failure(self, index: int, error: PoetryError) -> None:
+        pass
+
+    def remove_temporary(self) -> None:
+        """Delete any temporary file still in progress (for a forced exit)."""
+        remove_temporaries()
+
+
+class DirectoryOutput(_AtomicFiles):
+    """One file per poem in C{directory}, named by L{file_names}."""
 
     def __init__(self, directory: Path, sources: Sequence[str]) -> None:
+        super().__init__()
         self.directory = directory
         self.names = file_names(sources)
-        self.written: list[Path] = []
-        self._pending: set[str] = set()
-        umask = os.umask(0o022)
-        os.umask(umask)
-        self._mode = 0o666 & ~umask
 
     @staticmethod
     def prepare(directory: str) -> Path:
@@ -319,31 +350,94 @@ class DirectoryOutput:
             raise PermissionError(f"{directory}: not writable")
         return path
 
-    def poem(self, index: int, poem: Poem) -> None:
-        target = self.directory / self.names[index]
-        fd, temp = tempfile.mkstemp(prefix=".", suffix=".part", dir=self.directory)
-        self._pending.add(temp)
+    def target(self, index: int) -> Path:
+        """Where the poem of source number C{index} goes."""
+        return self.directory / self.names[index]
+
+
+class FileOutput(_AtomicFiles):
+    """The one poem of the run in the file C{path} (``get -o FILE``)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    @staticmethod
+    def prepare(name: str) -> Path:
+        """
+        Check that a poem can be written to C{name}; raises C{OSError} if not.
+
+        Its folder must exist and be writable; C{name} itself must not be a
+        folder (a symlink there is fine: it is replaced, not followed).
+        """
+        path = Path(name)
+        with suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        folder = path.parent
+        if not folder.is_dir():
+            raise FileNotFoundError(errno.ENOENT, f"no folder {folder}")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, f"folder {folder} is not writable")
+        return path
+
+    def target(self, index: int) -> Path:
+        """Where the poem goes, whatever its index."""
+        return self.path
+
+
+class RawOutput:
+    """
+    ``get -o -``: the one poem's bytes to stdout as they arrive, like curl.
+
+    Called with each chunk as it arrives, and writes it at once: no
+    buffering, so the first byte reaches a pipe as soon as it arrives.
+    Anywhere but a terminal the bytes go through exactly as received.  On a
+    terminal each chunk is decoded as it comes (undecodable bytes replaced)
+    and its controls made visible, as for whole poems, so a hostile server
+    cannot drive the terminal.  C{written} counts the bytes of the poem
+    already written, for the message if the poem fails later.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        terminal: bool,
+        encoding: str = "utf-8",
+        poem_encoding: str | None = None,
+    ) -> None:
+        self.stream = stream
+        self.terminal = terminal
+        self.encoding = encoding
+        self.written = 0
+        self._decoder = codecs.getincrementaldecoder(poem_encoding or "utf-8")("replace")
+
+    def __call__(self, data: bytes) -> None:
+        """Write C{data}, the next bytes of the poem (see L{write_all} for errors)."""
+        if self.terminal:
+            self._show(self._decoder.decode(data))
+            self.written += len(data)
+            return
         try:
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(file.fileno(), self._mode)  # mkstemp makes it private
-                file.write(poem.data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(temp)
+            write_all(self.stream, data)
+        except WriteError as e:
+            self.written += e.written
             raise
-        finally:
-            self._pending.discard(temp)
-        self.written.append(target)
+        self.written += len(data)
+
+    def finish(self) -> None:
+        """The poem is whole: show what the terminal's decoder still holds."""
+        if self.terminal:
+            self._show(self._decoder.decode(b"", True))
+
+    def _show(self, text: str) -> None:
+        if text:
+            write_all(self.stream, escape_for_terminal(text).encode(self.encoding, "replace"))
+
+    def poem(self, index: int, poem: Poem) -> None:
+        self(poem.data)
+        self.finish()
 
     def failure(self, index: int, error: PoetryError) -> None:
         pass
-
-    def remove_temporary(self) -> None:
-        """Delete any temporary file still in progress (for a forced exit)."""
-        for temp in list(self._pending):
-            with suppress(OSError):
-                os.unlink(temp)
-        self._pending.clear()

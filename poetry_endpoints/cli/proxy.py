@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..servers.service import (
+from .. import options
+from ..defaults import (
+    DEFAULT_CACHE_SECONDS,
+    DEFAULT_IDLE_TIMEOUT,
     DEFAULT_PROXY_LISTEN,
     DEFAULT_PROXY_MAX_CLIENTS,
     DEFAULT_PROXY_TIMEOUT,
     DEFAULT_PROXY_WRITE_TIMEOUT,
-    ProxyConfig,
-    build_proxy,
 )
-from .serve import add_listen_option, non_negative, positive_int, run_listening
+from ..servers.service import ProxyConfig, build_proxy
+from .serve import add_listen_option, run_listening
 
 
 def add_parser(commands: Any) -> None:
@@ -29,50 +31,57 @@ def add_parser(commands: Any) -> None:
     )
     add_listen_option(parser, DEFAULT_PROXY_LISTEN)
     parser.add_argument(
-        "-u", "--upstream", required=True, metavar="SOURCE", help="where the poems come from"
+        "-u",
+        "--upstream",
+        required=True,
+        type=options.for_argparse(options.upstream),
+        metavar="SOURCE",
+        help="where the poems come from",
     )
     parser.add_argument(
         "--cache-seconds",
-        type=non_negative,
-        default=0.0,
+        type=options.for_argparse(options.duration),
+        default=DEFAULT_CACHE_SECONDS,
         metavar="N",
         help="serve a fetched poem again for N seconds; 0: fetch for every connection, "
-        "connections during one fetch sharing it (default: 0)",
+        f"connections during one fetch sharing it (default: {DEFAULT_CACHE_SECONDS:g})",
     )
     parser.add_argument(
         "-t",
         "--timeout",
-        type=positive_or_none,
+        type=options.for_argparse(options.timeout),
         default=DEFAULT_PROXY_TIMEOUT,
         metavar="SECONDS",
         help="whole-attempt limit per upstream fetch, so that an upstream sending a byte now "
-        f"and then cannot hold the clients for ever; 'none' for no limit "
+        f"and then cannot hold the clients for ever; 0 or none for no limit "
         f"(default: {DEFAULT_PROXY_TIMEOUT:g})",
     )
     parser.add_argument(
         "--idle-timeout",
-        type=positive,
-        default=60.0,
+        type=options.for_argparse(options.timeout),
+        default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECONDS",
-        help="limit on upstream silence between reads (default: 60)",
+        help="limit on upstream silence between reads; 0 or none for no limit "
+        f"(default: {DEFAULT_IDLE_TIMEOUT:g})",
     )
     parser.add_argument(
         "--cacert",
+        type=options.for_argparse(options.pem_file),
         metavar="PEM",
         help="also trust this CA for tls: and https: upstreams",
     )
     parser.add_argument(
         "--write-timeout",
-        type=positive_or_none,
+        type=options.for_argparse(options.timeout),
         default=DEFAULT_PROXY_WRITE_TIMEOUT,
         metavar="SECONDS",
         help="abort a client that has not taken its whole poem SECONDS after it was written, "
-        "so that clients that never read cannot keep poems in memory; 'none' for no limit "
+        "so that clients that never read cannot keep poems in memory; 0 or none for no limit "
         f"(default: {DEFAULT_PROXY_WRITE_TIMEOUT:g})",
     )
     parser.add_argument(
         "--max-clients",
-        type=count_or_none,
+        type=options.for_argparse(options.count_or_none),
         default=DEFAULT_PROXY_MAX_CLIENTS,
         metavar="N",
         help="clients served at once, all listeners together; further clients wait to be "
@@ -81,27 +90,15 @@ def add_parser(commands: Any) -> None:
     )
 
 
-def positive(text: str) -> float:
-    """An argparse type: a number of seconds above 0."""
-    value = non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
-    return value
-
-
-def positive_or_none(text: str) -> float | None:
-    """An argparse type: a number of seconds above 0, or C{none}."""
-    return None if text.strip().lower() == "none" else positive(text)
-
-
-def count_or_none(text: str) -> int | None:
-    """An argparse type: a whole number, 1 or more, or C{none}."""
-    return None if text.strip().lower() == "none" else positive_int(text)
-
-
 def run(args: argparse.Namespace) -> int:
     """Proxy until SIGINT or SIGTERM; the exit status."""
-    config = ProxyConfig(
+    config = proxy_config(args)
+    return run_listening("proxy", lambda reactor: build_proxy(reactor, config))
+
+
+def proxy_config(args: argparse.Namespace) -> ProxyConfig:
+    """The proxy's settings from its parsed command line."""
+    return ProxyConfig(
         upstream=args.upstream,
         listen=tuple(args.listen) or (DEFAULT_PROXY_LISTEN,),
         cache_seconds=args.cache_seconds,
@@ -111,4 +108,3 @@ def run(args: argparse.Namespace) -> int:
         write_timeout=args.write_timeout,
         max_clients=args.max_clients,
     )
-    return run_listening("proxy", lambda reactor: build_proxy(reactor, config))

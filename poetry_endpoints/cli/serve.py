@@ -17,17 +17,22 @@ from typing import Any, TextIO
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import FileLogObserver, LogEvent, eventAsText, globalLogBeginner
-
-from ..servers.faults import FAULTS
-from ..servers.poetry import DEFAULT_NUM_BYTES
-from ..servers.service import (
-    DEFAULT_LISTEN,
-    ConfigError,
-    ServerConfig,
-    build_server,
-    when_listening,
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    ILogObserver,
+    LogEvent,
+    LogLevel,
+    LogLevelFilterPredicate,
+    eventAsText,
+    globalLogBeginner,
 )
+
+from .. import options
+from ..defaults import DEFAULT_LISTEN, DEFAULT_NUM_BYTES
+from ..events import NAMESPACE as CLIENT_EVENTS
+from ..servers.faults import FAULTS
+from ..servers.service import ConfigError, ServerConfig, build_server, when_listening
 from . import runner, status
 
 
@@ -41,18 +46,24 @@ def add_parser(commands: Any) -> None:
         "'listening on SOURCE' per listener on stdout; logs connections on stderr; "
         "stops on SIGINT or SIGTERM.",
     )
-    parser.add_argument("poems", nargs="*", metavar="POEM_FILE", help="poem files to serve")
+    parser.add_argument(
+        "poems",
+        nargs="*",
+        type=options.for_argparse(options.readable_file),
+        metavar="POEM_FILE",
+        help="poem files to serve",
+    )
     add_listen_option(parser, DEFAULT_LISTEN)
     parser.add_argument(
         "--delay",
-        type=non_negative,
+        type=options.for_argparse(options.duration),
         default=0.0,
         metavar="SECONDS",
         help="pause between writes: the slow poetry server (default: 0)",
     )
     parser.add_argument(
         "--num-bytes",
-        type=positive_int,
+        type=options.for_argparse(options.count(1)),
         default=DEFAULT_NUM_BYTES,
         metavar="N",
         help=f"bytes per write when slow (default: {DEFAULT_NUM_BYTES})",
@@ -60,13 +71,14 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--http",
         action="append",
+        type=options.for_argparse(options.listen),
         default=[],
         metavar="ENDPOINT",
         help="also serve the poems over HTTP, / and /poems/NAME (repeatable)",
     )
     parser.add_argument(
         "--fault",
-        choices=list(FAULTS),
+        type=options.for_argparse(options.fault),
         metavar="MODE",
         help="misbehave on purpose, to test clients: " + ", ".join(FAULTS),
     )
@@ -78,37 +90,22 @@ def add_listen_option(parser: argparse.ArgumentParser, default: str) -> None:
         "-l",
         "--listen",
         action="append",
+        type=options.for_argparse(options.listen),
         default=[],
         metavar="ENDPOINT",
         help=f"serverFromString description, repeatable (default: {default})",
     )
 
 
-def non_negative(text: str) -> float:
-    """An argparse type: a number of seconds, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number, 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; the exit status."""
-    config = ServerConfig(
+    config = server_config(args)
+    return run_listening("serve", lambda reactor: build_server(reactor, config))
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    """The server's settings from its parsed command line."""
+    return ServerConfig(
         listen=tuple(args.listen) or (DEFAULT_LISTEN,),
         poems=tuple(args.poems),
         delay=args.delay,
@@ -116,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
         fault=args.fault,
         http=tuple(args.http),
     )
-    return run_listening("serve", lambda reactor: build_server(reactor, config))
 
 
 def run_listening(command: str, build: Callable[[Any], MultiService]) -> int:
@@ -138,7 +134,7 @@ def serving(command: str, build: Callable[[Any], MultiService]) -> runner.Comman
         except ConfigError as e:
             _complain(command, str(e))
             return status.USAGE
-        globalLogBeginner.beginLoggingTo([terse_observer(sys.stderr)], redirectStandardIO=False)
+        globalLogBeginner.beginLoggingTo([server_observer(sys.stderr)], redirectStandardIO=False)
         service.startService()
         try:
             try:
@@ -169,6 +165,16 @@ def _announce(sources: list[str]) -> None:
 
 def _complain(command: str, message: str) -> None:
     print(f"poetry-endpoints {command}: error: {message}", file=sys.stderr, flush=True)
+
+
+def server_observer(stream: TextIO) -> ILogObserver:
+    """
+    L{terse_observer} without the client library's per-attempt events: a
+    server (the proxy) logs its upstream fetches and failures itself.
+    """
+    levels = LogLevelFilterPredicate(defaultLogLevel=LogLevel.debug)
+    levels.setLogLevelForNamespace(CLIENT_EVENTS, LogLevel.critical)
+    return FilteringLogObserver(terse_observer(stream), [levels])
 
 
 def terse_observer(stream: TextIO) -> FileLogObserver:

@@ -21,7 +21,8 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-DEFAULT_NUM_BYTES = 10
+from ..defaults import DEFAULT_NUM_BYTES as DEFAULT_NUM_BYTES  # re-exported: faults, testing
+from ..errors import one_line
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,13 @@ def describe_peer(address: object) -> str:
     if isinstance(address, IPv4Address):
         return f"{address.host}:{address.port}"
     if isinstance(address, UNIXAddress):
-        # The connecting end of a Unix socket is normally unnamed.
+        # The connecting end of a Unix socket is normally unnamed; when it is
+        # named, the client chose the name, so it is shown with the one
+        # escaper: a newline in it cannot forge a log line.
         name = address.name
-        text = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
-        return f"unix:{text}" if text else "a unix socket client"
-    return str(address)
+        text = name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
+        return f"unix:{one_line(text)}" if text else "a unix socket client"
+    return one_line(str(address))
 
 
 class PoetryServerProtocol(Protocol):
