@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Callable
 from typing import TypeAlias
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IConsumer,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -31,7 +38,7 @@ BIG_POEM = 1024 * 1024
 BIG_READ = 4 * 1024 * 1024
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class PoetryProtocol(Protocol):
     """
     Receives one poem over one connection.
@@ -97,6 +104,7 @@ class PoetryProtocol(Protocol):
         self._registered = False
         #: Whether the consumer has paused this protocol.
         self.paused = False
+        self._input_end: Failure | None = None
 
     def connectionMade(self) -> None:
         if self.finished is None:
@@ -167,7 +175,34 @@ class PoetryProtocol(Protocol):
             # reactor logging it and the connection dying as incomplete.
             self._abort(Failure())
 
+    def readConnectionLost(self) -> None:
+        """
+        The reactor saw the end of the input: a clean close, unless the
+        socket holds a pending error.
+
+        Twisted's poll and epoll reactors take an event that says "hang up"
+        without "readable" for a clean close, and do not read the socket.
+        A reset handled on another CPU while the reactor polls shows just
+        that for an instant (the kernel marks the socket closed before it
+        marks its input ended), and the reset's ECONNRESET then waits unread
+        in the socket: reading it here keeps a reset from passing for the
+        end of a whole poem.
+        """
+        if _pending_error(self.transport):
+            self._input_end = Failure(ConnectionLost())  # what reading the reset gives
+            self.abort_transport()
+        else:
+            self._input_end = Failure(ConnectionDone())
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def writeConnectionLost(self) -> None:
+        """Nothing to do: the poetry client never writes."""
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._input_end is not None:
+            # How the input ended decides, not how closing our side went
+            # after it (a Unix socket whose peer is gone reports a hang-up).
+            reason = self._input_end
         if self.is_clean_close(reason):
             data = b"".join(self._chunks)
             # Let go of the chunks before firing: the callbacks decode the
@@ -246,3 +281,16 @@ class PoetryProtocol(Protocol):
             finished.errback(result)
         else:
             finished.callback(result)
+
+
+def _pending_error(transport: object) -> int:
+    """The socket error waiting in C{transport}'s socket (SO_ERROR), or 0."""
+    get_handle = getattr(transport, "getHandle", None)
+    if get_handle is None:
+        return 0
+    try:
+        handle = get_handle()
+        error: int = handle.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    except (AttributeError, OSError, TypeError):
+        return 0  # not a socket (a test transport, a TLS layer): nothing to read
+    return error

@@ -38,3 +38,23 @@ def unix_socket_path(case: Any) -> str:
     folder = tempfile.mkdtemp(prefix="poetry-test-")
     case.addCleanup(shutil.rmtree, folder, True)
     return os.path.join(folder, "poetry.sock")
+
+
+def run_main(argv: list[str], capsys: Any) -> tuple[int, str, str]:
+    """
+    Run the command line in this process, for checks that end before the
+    reactor runs (usage errors, --version): its exit status, stdout and
+    stderr.  Starting a process costs far more than such a check.
+    """
+    from poetry_endpoints.cli import main
+
+    capsys.readouterr()  # what came before is not this command's
+    try:
+        main(argv)
+    except SystemExit as e:
+        code = e.code
+    else:  # main() always exits
+        raise AssertionError(f"main({argv!r}) returned instead of exiting")
+    out, err = capsys.readouterr()
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    return status, out, err

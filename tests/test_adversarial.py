@@ -43,7 +43,7 @@ from terminal import read_pty
 from twisted.internet import error
 from twisted.python.failure import Failure
 
-from conftest import subprocess_env
+from conftest import run_main, subprocess_env
 from poetry_endpoints.reasons import connect_error
 from poetry_endpoints.servers.faults import FAULTS, with_escapes
 
@@ -382,7 +382,25 @@ def test_a_gzip_bomb_is_too_large_after_one_read_inflates() -> None:
         ["70000", "", "unix:"],
     ],
 )
-def test_malformed_sources_exit_2_and_nothing_connects(servers: Servers, bad: list[str]) -> None:
+def test_malformed_sources_exit_2_and_nothing_connects(
+    servers: Servers, bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In process: every source is checked before the reactor runs.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        good = f"tcp:127.0.0.1:{listener.getsockname()[1]}"
+        argv = ["get", "--json", *LIMITS, good, *bad, servers.by_fault["stall"], servers.tcp]
+        status, out, err = run_main(argv, capsys)
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing ever knocked
+            listener.accept()
+    assert status == 2
+    assert out == ""
+    assert "Traceback" not in err
+    check_malformed_lines(bad, err)
+
+
+def test_malformed_sources_exit_2_from_the_process(servers: Servers) -> None:
+    bad = ["tpc:localhost:10000", "unix:"]
     with socket.create_server(("127.0.0.1", 0)) as listener:
         good = f"tcp:127.0.0.1:{listener.getsockname()[1]}"
         outcome = run_get("--json", *LIMITS, good, *bad, servers.by_fault["stall"], servers.tcp)
@@ -392,7 +410,11 @@ def test_malformed_sources_exit_2_and_nothing_connects(servers: Servers, bad: li
     assert outcome.status == 2
     assert outcome.stdout == b""
     assert_no_traceback(outcome)
-    *lines, hint = outcome.stderr.decode().splitlines()
+    check_malformed_lines(bad, outcome.stderr.decode())
+
+
+def check_malformed_lines(bad: list[str], stderr: str) -> None:
+    *lines, hint = stderr.splitlines()
     assert len(lines) == len(bad)
     for text, line in zip(bad, lines, strict=True):
         assert line.startswith(f"poetry-endpoints get: invalid source {text}: "), line
@@ -480,7 +502,8 @@ def test_memory_checks_pass_after_the_test_process_grew() -> None:
         "tests/test_adversarial.py::test_endless_response_headers_are_too_large_not_a_memory_leak"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", first, then],
+        # -n 0: both tests in this one process, in this order (not on two workers).
+        [sys.executable, "-m", "pytest", "-v", "-n", "0", "-p", "no:cacheprovider", first, then],
         capture_output=True,
         text=True,
         timeout=180,

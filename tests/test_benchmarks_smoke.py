@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from conftest import subprocess_env
 
@@ -20,18 +21,38 @@ LARGE_CLIENTS = {"poetry_endpoints", "asyncio", "classic", "floor"}
 MANY_VARIANTS = {"endpoints tcp:", "endpoints HOST:PORT", "endpoints localhost:PORT", "asyncio"}
 
 
-def test_quick_run_writes_every_number(tmp_path: Path) -> None:
-    output = tmp_path / "results" / "latest.json"
+def quick_run(output: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """One run of the benchmark suite in its quickest mode, which must succeed."""
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--output", str(output)],
         capture_output=True,
         text=True,
         timeout=240,
         env=subprocess_env(),
-        cwd=tmp_path,
+        cwd=cwd,
     )
     assert done.returncode == 0, done.stderr
-    doc = json.loads(output.read_text())
+    return done
+
+
+def test_quick_runs_write_every_number_and_the_second_compares_with_the_first(
+    tmp_path: Path,
+) -> None:
+    # One test for both checks: each run of the suite costs seconds.
+    output = tmp_path / "results" / "latest.json"
+    done = quick_run(output, tmp_path)
+    check_every_number(json.loads(output.read_text()), done.stdout)
+
+    done = quick_run(output, tmp_path)
+    previous = json.loads((output.parent / "previous.json").read_text())
+    assert set(previous["large"]) == LARGE_CLIENTS
+    # Each target's row ends with the first run's value, not a dash.
+    for target in previous["targets"]:
+        (row,) = [line for line in done.stdout.splitlines() if target["name"] in line]
+        assert not row.rstrip().endswith("-"), row
+
+
+def check_every_number(doc: dict[str, Any], stdout: str) -> None:
 
     assert set(doc["large"]) == LARGE_CLIENTS
     for name, row in doc["large"].items():
@@ -56,34 +77,14 @@ def test_quick_run_writes_every_number(tmp_path: Path) -> None:
     assert all(isinstance(t["value"], float) and t["value"] > 0 for t in doc["targets"])
     # The table names every client and every target, with its mark.
     for name in LARGE_CLIENTS | MANY_VARIANTS:
-        assert name in done.stdout
+        assert name in stdout
     for target in doc["targets"]:
-        assert target["name"] in done.stdout
+        assert target["name"] in stdout
     # Each target's verdict follows from its value and limit, and its row shows that verdict.
-    rows = done.stdout.splitlines()
+    rows = stdout.splitlines()
     for target in doc["targets"]:
         value, limit = target["value"], target["limit"]
         passed = value >= limit if target["at_least"] else value <= limit
         assert target["ok"] is passed, target
         (row,) = [line for line in rows if target["name"] in line]
         assert row.split()[0] == ("PASS" if passed else "FAIL"), row
-
-
-def test_a_second_run_compares_with_the_first(tmp_path: Path) -> None:
-    output = tmp_path / "latest.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick"]
-    for _ in range(2):
-        done = subprocess.run(
-            [*command, "--output", str(output)],
-            capture_output=True,
-            text=True,
-            timeout=240,
-            env=subprocess_env(),
-        )
-        assert done.returncode == 0, done.stderr
-    previous = json.loads((tmp_path / "previous.json").read_text())
-    assert set(previous["large"]) == LARGE_CLIENTS
-    # Each target's row ends with the first run's value, not a dash.
-    for target in previous["targets"]:
-        (row,) = [line for line in done.stdout.splitlines() if target["name"] in line]
-        assert not row.rstrip().endswith("-"), row

@@ -87,6 +87,13 @@ class HostileServer:
                 connection.close()
 
     def close(self) -> None:
+        # Closing a socket does not wake a thread blocked in its accept();
+        # shutting it down does (on Linux), so a server that never saw its
+        # connection ends now rather than when the accept times out.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         self.thread.join(WAIT)
 
@@ -131,6 +138,13 @@ CLOSE_DELIMITED = head(b"Connection: close") + b"\r\n"
 
 class HostileTest(WebTest):
     def setUp(self) -> None:
+        # Registered before WebTest's clean-up, so it runs after it: the
+        # clients' pools are closed first.  A TLS server ending cleanly waits
+        # in unwrap() for the client's close_notify, which a pooled
+        # connection only sends when its pool closes; joining the server's
+        # thread first would block the reactor until that wait timed out.
+        self._hostiles: list[HostileServer] = []
+        self.addCleanup(self._close_hostiles)
         super().setUp()
         folder = Path(tempfile.mkdtemp(prefix="poetry-hostile-"))
         self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
@@ -139,9 +153,13 @@ class HostileTest(WebTest):
 
     def hostile(self, answer: Answer, *, tls: bool = False, connections: int = 1) -> str:
         server = HostileServer(answer, tls=self.issued if tls else None, connections=connections)
-        self.addCleanup(server.close)
+        self._hostiles.append(server)
         self.server = server
         return server.url
+
+    def _close_hostiles(self) -> None:
+        for server in self._hostiles:
+            server.close()
 
     def secure_client(self, **settings: object) -> PoetryClient:
         return self.client(cacert=str(self.ca.cert), **settings)

@@ -26,7 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from web_helpers import Page, Redirect, WebTest, inline, reactor
 
-from conftest import subprocess_env
+from conftest import run_main, subprocess_env
 from poetry_endpoints import PoetryClient, PoetryError
 from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory
 from poetry_endpoints.tls import PlatformTrustPlusCA, tls_client_endpoint
@@ -267,20 +267,16 @@ def test_cli_mixes_https_tls_and_tcp_with_per_source_certificate_failures(
         assert all(r["kind"] == "tls" for r in results if not r["ok"])
 
 
-def test_cli_refuses_a_cacert_without_certificates(tmp_path: Path) -> None:
+def test_cli_refuses_a_cacert_without_certificates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In process: the file is read before the reactor runs.
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "poetry_endpoints", "get", "--cacert", str(junk), "tcp:127.0.0.1:9"],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        env=subprocess_env(),
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert b"no PEM certificate" in result.stderr
-    assert b"Traceback" not in result.stderr
+    status, _, err = run_main(["get", "--cacert", str(junk), "tcp:127.0.0.1:9"], capsys)
+    assert status == 2
+    assert "no PEM certificate" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(

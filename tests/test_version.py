@@ -9,7 +9,7 @@ from importlib.metadata import metadata, version
 import pytest
 
 import poetry_endpoints
-from conftest import subprocess_env
+from conftest import run_main, subprocess_env
 
 
 def test_version_is_the_installed_distributions() -> None:
@@ -27,9 +27,19 @@ def test_metadata_states_the_license_as_spdx_and_the_classifiers() -> None:
 
 
 @pytest.mark.parametrize("args", [["--version"], ["get", "--version"], ["serve", "--version"]])
-def test_version_option_prints_name_and_version_and_exits_0(args: list[str]) -> None:
+def test_version_option_prints_name_and_version_and_exits_0(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In process: --version exits before the reactor runs.
+    status, out, err = run_main(args, capsys)
+    assert status == 0, err
+    assert out == f"poetry-endpoints {poetry_endpoints.__version__}\n"
+    assert err == ""
+
+
+def test_version_option_from_the_process() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "poetry_endpoints", *args],
+        [sys.executable, "-m", "poetry_endpoints", "--version"],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
