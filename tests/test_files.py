@@ -6,6 +6,7 @@ real loopback sockets, and in flat memory for a 1 GiB poem.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,8 +45,9 @@ def leftovers(folder: Path) -> list[str]:
 class WritePoemTests(WebTest):
     def setUp(self) -> None:
         super().setUp()
-        self.folder = Path(self.mktemp())
-        self.folder.mkdir()
+        # Not trial's mktemp, which makes its folders under the working directory.
+        self.folder = Path(tempfile.mkdtemp(prefix="poetry-files-"))
+        self.addCleanup(shutil.rmtree, self.folder, True)
 
     def source(self, data: bytes, whole: bool = True) -> str:
         port, _ = self.listen(Factory.forProtocol(lambda: _Serve(data, whole)))
