@@ -13,3 +13,7 @@ DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 100
 #: First retry waits this long; each later one waits twice as long as the last.
 DEFAULT_BACKOFF = 0.5
+#: The largest poem the proxy keeps in memory: cached for ``--cache-seconds``,
+#: and kept while it is fetched so that clients arriving meanwhile can share
+#: the fetch.  Bigger poems are only streamed.
+DEFAULT_PROXY_CACHE_MAX_BYTES = 1024 * 1024
