@@ -3,8 +3,17 @@ Downloading poems: one reusable `PoetryClient`, and `get_poetry` for one-offs.
 
 The data path of one download::
 
-    source string ──parse_source──▶ endpoint ──connect (one-shot)──▶ PoetryProtocol
-        ──finished──▶ bytes ──decode──▶ Poem            (or PoetryError at any step)
+    source string ──parse_source──▶ Source ──its kind's Fetcher──▶ PoetryProtocol
+        (endpoints: connect_poem = connectProtocol through a QuietEndpoint;
+         http(s): treq, the body delivered to the protocol)
+        ──finished──▶ bytes ──decode──▶ Poem        (get)
+        or each read ──▶ sink, then a Streamed summary  (stream)
+        (or PoetryError at any step)
+
+`PoetryClient` only orchestrates: connection slots, retries, the
+whole-attempt timeout, log events and decoding.  Each kind of source fetches
+itself (`EndpointFetcher`, `http.HTTPFetcher`) with the client's one frozen
+`ClientSettings`.
 """
 
 from __future__ import annotations
