@@ -296,6 +296,7 @@ class PoetryProxyProtocol(Protocol):
         self._peer = "?"
         self._sent = 0
         self._full = False
+        self._registered = False
 
     def connectionMade(self) -> None:
         self._peer = describe_peer(self.transport.getPeer())  # type: ignore[union-attr]
@@ -315,10 +316,11 @@ class PoetryProxyProtocol(Protocol):
         _log.info("relaying {upstream} to {peer}", upstream=self.cache.name, peer=self._peer)
         poem = self.cache.cached()
         if poem is not None:
-            self.transport.write(poem)  # type: ignore[union-attr]
+            self.deliver([poem])
             self.finish()
             return
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self._registered = True
         self._fetch = self.cache.subscribe(self)
         if self._full:  # the bytes so far already filled the send buffer
             self._fetch.paused(self)
@@ -330,9 +332,16 @@ class PoetryProxyProtocol(Protocol):
         self.transport.writeSequence(chunks)  # type: ignore[union-attr]
 
     def finish(self) -> None:
+        _log.info(
+            "relayed {upstream} ({size} bytes) to {peer}",
+            upstream=self.cache.name,
+            size=self._sent,
+            peer=self._peer,
+        )
         self._fetch = None
         self._stop_deadline()
-        if self.transport.producer is not None:  # type: ignore[union-attr]
+        if self._registered:
+            self._registered = False
             self.transport.unregisterProducer()  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
         self._start_deadline()
