@@ -31,3 +31,7 @@ DEFAULT_PROXY_WRITE_TIMEOUT = 60.0
 DEFAULT_PROXY_MAX_CLIENTS = 100
 #: How long the proxy serves a fetched poem again: 0, every client gets a fresh fetch.
 DEFAULT_CACHE_SECONDS = 0.0
+#: The largest poem the proxy keeps in memory: cached for ``--cache-seconds``,
+#: and kept while it is fetched so that clients arriving meanwhile can share
+#: the fetch.  Bigger poems are only streamed.
+DEFAULT_PROXY_CACHE_MAX_BYTES = 1024 * 1024

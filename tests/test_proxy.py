@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from serve_process import WAIT, Running, cli, fetch
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
@@ -24,11 +24,12 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from conftest import subprocess_env, unix_socket_path
-from poetry_endpoints import Poem, PoetryError, get_poetry
+from poetry_endpoints import PoetryError, get_poetry
 from poetry_endpoints.servers.faults import FaultyServerFactory
 from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory, bundled_poems
 from poetry_endpoints.servers.proxy import UpstreamCache
 from poetry_endpoints.servers.service import ProxyConfig, build_proxy, when_listening
+from poetry_endpoints.streaming import Streamed
 
 POEMS = [
     PoemFile("one", "Erste Strophe — ü\n".encode()),
@@ -142,23 +143,30 @@ class Chain(TestCase):
 
 
 class FakeClient:
-    """Just enough of a PoetryClient: a clock, and fetches the test answers by hand."""
+    """Just enough of a PoetryClient: a clock, and streams the test answers by hand."""
 
     def __init__(self) -> None:
         self.reactor = Clock()
-        self.fetches: list[Deferred[Poem]] = []
+        self.fetches: list[Deferred[Streamed]] = []
+        self.sinks: list[Any] = []
         self.cancelled = 0
 
     def parse(self, source: str) -> Any:
         return _Named(source)
 
-    def get(self, source: Any) -> Deferred[Poem]:
-        def cancel(d: Deferred[Poem]) -> None:
+    def stream(self, source: Any, sink: Any) -> Deferred[Streamed]:
+        def cancel(d: Deferred[Streamed]) -> None:
             self.cancelled += 1
 
-        fetch: Deferred[Poem] = Deferred(cancel)
+        fetch: Deferred[Streamed] = Deferred(cancel)
         self.fetches.append(fetch)
+        self.sinks.append(sink)
         return fetch
+
+    def answer(self, index: int, data: bytes) -> None:
+        """Stream C{data} through fetch C{index}, then end it cleanly."""
+        self.sinks[index].write(data)
+        self.fetches[index].callback(Streamed("up", len(data), 0.0))
 
 
 class _Named:
@@ -166,52 +174,74 @@ class _Named:
         self.name = name
 
 
-def _poem(data: bytes) -> Poem:
-    return Poem("up", data, data.decode(), 0.0)
+class Recorder:
+    """A subscriber that records what it is relayed and how it ends."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.ended: str | Failure | None = None
+
+    def deliver(self, chunks: list[bytes]) -> None:
+        self.data += b"".join(chunks)
+
+    def finish(self) -> None:
+        self.ended = "whole"
+
+    def fail(self, failure: Failure) -> None:
+        self.ended = failure
 
 
-def _results(deferreds: list[Deferred[Poem]]) -> list[Any]:
-    results: list[Any] = []
-    for d in deferreds:
-        d.addBoth(results.append)
-    return results
+def _served(cache: UpstreamCache) -> Recorder:
+    """A subscriber served from the cache, or subscribed to a fetch."""
+    recorder = Recorder()
+    poem = cache.cached()
+    if poem is None:
+        cache.subscribe(recorder)
+    else:
+        recorder.deliver([poem])
+        recorder.finish()
+    return recorder
 
 
 def test_cache_expires_after_cache_seconds() -> None:
     client = FakeClient()
     cache = UpstreamCache(client, "up", cache_seconds=10)  # type: ignore[arg-type]
-    first = _results([cache.get()])
-    client.fetches[0].callback(_poem(b"a"))
+    first = _served(cache)
+    client.answer(0, b"a")
     client.reactor.advance(9.9)
-    again = _results([cache.get()])
-    assert first[0].data == again[0].data == b"a" and cache.fetches == 1
+    again = _served(cache)
+    assert first.data == again.data == b"a" and cache.fetches == 1
+    assert first.ended == again.ended == "whole"
     client.reactor.advance(0.1)
-    cache.get()
+    _served(cache)
     assert cache.fetches == 2
 
 
-def test_a_failure_reaches_every_waiter_and_is_not_cached() -> None:
+def test_a_failure_reaches_every_subscriber_and_is_not_cached() -> None:
     client = FakeClient()
     cache = UpstreamCache(client, "up", cache_seconds=10)  # type: ignore[arg-type]
-    results = _results([cache.get(), cache.get(), cache.get()])
+    recorders = [_served(cache) for _ in range(3)]
     assert cache.fetches == 1
+    client.sinks[0].write(b"half a po")
     client.fetches[0].errback(PoetryError("up", "incomplete", "reset"))
-    assert [r.value.kind for r in results] == ["incomplete"] * 3
-    cache.get()
+    assert [r.data for r in recorders] == [b"half a po"] * 3
+    assert [r.ended.value.kind for r in recorders] == ["incomplete"] * 3  # type: ignore[union-attr]
+    _served(cache)
     assert cache.fetches == 2
 
 
-def test_only_the_last_waiter_leaving_cancels_the_fetch() -> None:
+def test_only_the_last_subscriber_leaving_cancels_the_fetch() -> None:
     client = FakeClient()
     cache = UpstreamCache(client, "up", cache_seconds=0)  # type: ignore[arg-type]
-    first, second = cache.get(), cache.get()
-    results = _results([first, second])
-    first.cancel()
-    assert client.cancelled == 0 and isinstance(results[0], Failure)
-    results[0].trap(CancelledError)
-    second.cancel()
+    first, second = Recorder(), Recorder()
+    fetch = cache.subscribe(first)
+    assert cache.subscribe(second) is fetch
+    fetch.leave(first)
+    assert client.cancelled == 0
+    fetch.leave(second)
     assert client.cancelled == 1
-    results[1].trap(CancelledError)
+    # A fetch nobody wants any more takes no one new: the next one starts its own.
+    assert cache.subscribe(Recorder()) is not fetch and cache.fetches == 2
 
 
 def test_cache_seconds_must_not_be_negative() -> None:
