@@ -152,8 +152,10 @@ def test_output_dir_one_safe_file_per_poem_and_nothing_else(tmp_path: Path) -> N
         LoopbackServer(b"unix poem\n", unix=True) as unix,
     ):
         # A poem that does not decode is not delivered, so it gets no file.
-        result = get("-o", str(out), "--errors", "replace", tcp.source, tcp.source, unix.source)
-        failed = get("-o", str(out), refused)
+        result = get(
+            "--output-dir", str(out), "--errors", "replace", tcp.source, tcp.source, unix.source
+        )
+        failed = get("--output-dir", str(out), refused)
     assert result.returncode == 0, result.stderr
     files = {p.name: p.read_bytes() for p in out.iterdir()}
     # The naming rule: each run of characters outside A-Za-z0-9._- becomes one "_".
@@ -173,7 +175,7 @@ def test_output_dir_one_safe_file_per_poem_and_nothing_else(tmp_path: Path) -> N
 def test_a_poem_that_does_not_decode_is_a_failure_unless_told_otherwise(tmp_path: Path) -> None:
     latin1 = "caf\u00e9\n".encode("latin-1")
     with LoopbackServer(latin1) as server:
-        strict = get("-o", str(tmp_path), server.source)
+        strict = get("--output-dir", str(tmp_path), server.source)
         as_latin1 = get("--encoding", "latin-1", "--json", server.source)
         replaced = get("--errors", "replace", "--json", server.source)
         piped = get("--errors", "replace", server.source)
@@ -307,7 +309,9 @@ def test_the_accepted_forms_are_shown_once_after_every_invalid_source() -> None:
         ["--idle-timeout", "soon"],
         ["--encoding", "no-such-codec"],
         ["--cacert", "/nonexistent/ca.pem"],
+        ["--json", "--output-dir", "somewhere"],
         ["--json", "-o", "somewhere"],
+        ["-o", "-", "--output-dir", "somewhere"],
         [],
     ],
 )
@@ -321,7 +325,7 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 def test_an_unusable_output_dir_exits_2(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    result = get("-o", str(blocker / "poems"), "tcp:127.0.0.1:1")
+    result = get("--output-dir", str(blocker / "poems"), "tcp:127.0.0.1:1")
     assert result.returncode == 2
     assert "--output-dir" in result.stderr.decode()
 
@@ -385,7 +389,7 @@ def test_ctrl_c_aborts_every_connection_exits_130_and_leaves_no_temporary_file(
         LoopbackServer(b"whole\n") as whole,
         LoopbackServer(b"never finishes", ending="stall") as stalled,
     ):
-        process = start("-o", str(tmp_path), whole.source, stalled.source)
+        process = start("--output-dir", str(tmp_path), whole.source, stalled.source)
         try:
             assert stalled.connected.wait(WAIT)  # visibly running
             deadline = time.monotonic() + WAIT

@@ -86,7 +86,7 @@ def test_a_signal_mid_run_keeps_whole_poems_only_and_exits_at_once(
     everything = [*finishing, *unfinished]
     names = file_names(everything)
     process = subprocess.Popen(
-        cli("get", "-o", str(out), "--idle-timeout", "0", *everything),
+        cli("get", "--output-dir", str(out), "--idle-timeout", "0", *everything),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -24,6 +24,7 @@ from . import status
 from .output import (
     ClosedStream,
     DirectoryOutput,
+    FileOutput,
     JSONOutput,
     Output,
     TextOutput,
@@ -46,6 +47,12 @@ class Presentation:
 
     json: bool = False
     output_dir: Path | None = None
+    #: ``-o FILE``: the one poem to this file.
+    output_file: Path | None = None
+    #: ``-o -``: the one poem's raw bytes to stdout as they arrive.
+    raw_stdout: bool = False
+    #: ``-v``: a line on stderr for each attempt, retry, redirect and failure.
+    verbose: bool = False
     as_completed: bool = False
     quiet: bool = False
     #: Put a ``==> SOURCE <==`` line before each poem, as ``head`` does for files.
@@ -80,6 +87,8 @@ def make_output(presentation: Presentation, sources: Sequence[str], streams: Str
     """The `Output` for C{presentation}."""
     if presentation.output_dir is not None:
         return DirectoryOutput(presentation.output_dir, sources)
+    if presentation.output_file is not None:
+        return FileOutput(presentation.output_file)
     if presentation.json:
         return JSONOutput(streams.stdout)
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
@@ -125,6 +134,7 @@ class Fetch:
         self.display = make_display(reactor, presentation, self.streams)
         # Files are independent of each other, so they are written as soon as they can be.
         self.in_order = not (presentation.as_completed or presentation.output_dir is not None)
+        self._to_files = presentation.output_dir is not None or presentation.output_file is not None
         self._pending: dict[int, Outcome | None] = {}
         self._next = 0
         self._downloads: list[Deferred[Any]] = []
@@ -146,7 +156,7 @@ class Fetch:
 
     async def run(self) -> int:
         """Download everything, show it, and return the exit status (0 or 1)."""
-        if isinstance(self.output, DirectoryOutput):
+        if isinstance(self.output, (DirectoryOutput, FileOutput)):
             self.interruption.on_forced_exit(self.output.remove_temporary)
         self.interruption.on_interrupt(self._cancel_all)
         started = self.reactor.seconds()
@@ -253,7 +263,7 @@ class Fetch:
             self._close_stdout()
 
     def _deliver(self, index: int, poem: Poem) -> None:
-        terminal = self.streams.stdout_is_terminal() and self.presentation.output_dir is None
+        terminal = self.streams.stdout_is_terminal() and not self._to_files
         try:
             if terminal:
                 with self.display.suspended():
@@ -285,8 +295,8 @@ class Fetch:
             self._write_failed(error.source, f"its JSON record to {where}", unwritten)
 
     def _destination(self, index: int) -> str:
-        if isinstance(self.output, DirectoryOutput):
-            return str(self.output.directory / self.output.names[index])
+        if isinstance(self.output, (DirectoryOutput, FileOutput)):
+            return str(self.output.target(index))
         return "stdout"
 
     def _write_failed(self, source: str, what: str, error: OSError) -> None:
@@ -330,7 +340,7 @@ class Fetch:
                 f"{self.delivered} of {total} poems delivered ({size}), "
                 f"{total - self.delivered} failed, in {elapsed:.1f} s"
             )
-        where = self.presentation.output_dir
+        where = self.presentation.output_dir or self.presentation.output_file
         if where is not None and self.delivered:
             line += f", written to {where}"
         self.streams.stderr.write(one_line(f"{PROG}: {line}") + "\n")

@@ -15,7 +15,8 @@ from ..sources import ACCEPTED_FORMS, Source
 from ..tls import trust_root
 from . import runner, status
 from .fetch import PROG, Fetch, Presentation
-from .output import DirectoryOutput, one_line
+from .inputs import InputError, Listed, read_source_list
+from .output import DirectoryOutput, FileOutput, describe_os_error, one_line
 from .sizes import SIZE_FORMS, parse_size
 
 DEFAULT_MAX_BYTES = "16M"
@@ -99,7 +100,21 @@ def add_parser(commands: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="where to get a poem")
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="where to get a poem (at least one, here or in -i)",
+    )
+    parser.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also read sources from FILE ('-' for stdin): one a line, blank lines and "
+        "lines starting with # skipped; repeatable",
+    )
     parser.add_argument(
         "-t",
         "--timeout",
@@ -151,6 +166,12 @@ def add_parser(commands: Any) -> None:
     )
     where.add_argument(
         "-o",
+        "--output",
+        metavar="FILE",
+        help="write the one SOURCE's poem to FILE as it arrives, renamed into place when "
+        "whole; '-' streams its raw bytes to stdout as they arrive",
+    )
+    where.add_argument(
         "--output-dir",
         metavar="DIR",
         help="write each poem to a file of its own in DIR (created if missing)",
@@ -176,6 +197,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress display, no summary"
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="one stderr line per attempt, retry, redirect and failure, with the time since start",
+    )
 
 
 def _usage_error(message: str) -> int:
@@ -199,28 +226,48 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         cacert=args.cacert,
     )
+    listed = [Listed(text) for text in args.sources]
+    for name in args.input:
+        try:
+            listed.extend(read_source_list(name, sys.stdin.buffer if sys.stdin else None))
+        except InputError as e:
+            return _usage_error(str(e))
+    if not listed:
+        return _usage_error("no SOURCE given, on the command line or with -i FILE")
     sources: list[Source] = []
     invalid = 0
-    for text in args.sources:
+    for item in listed:
         try:
-            sources.append(client.parse(text))
+            sources.append(client.parse(item.text))
         except PoetryError as e:
             invalid += 1
-            _usage_error(f"invalid source {e}")
+            where = f"{item.origin}: " if item.origin else ""
+            _usage_error(f"{where}invalid source {e}")
     if invalid:
         # Once, not on every line: the reasons above are about each source.
         return _usage_error(f"a SOURCE is {ACCEPTED_FORMS}")
 
     output_dir = None
+    output_file = None
+    if args.output is not None and len(sources) > 1:
+        return _usage_error(f"-o takes one SOURCE, not {len(sources)}: for more, use --output-dir")
     if args.output_dir is not None:
         try:
             output_dir = DirectoryOutput.prepare(args.output_dir)
         except OSError as e:
             return _usage_error(f"cannot write to --output-dir {args.output_dir}: {e}")
+    elif args.output is not None and args.output != "-":
+        try:
+            output_file = FileOutput.prepare(args.output)
+        except OSError as e:
+            return _usage_error(f"cannot write to -o {args.output}: {describe_os_error(e)}")
 
     presentation = Presentation(
         json=args.json,
         output_dir=output_dir,
+        output_file=output_file,
+        raw_stdout=args.output == "-",
+        verbose=args.verbose,
         as_completed=args.as_completed,
         quiet=args.quiet,
     )

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Sequence
 from contextlib import suppress
@@ -23,6 +24,7 @@ from ..poem import Poem
 __all__ = [
     "ClosedStream",
     "DirectoryOutput",
+    "FileOutput",
     "JSONOutput",
     "Output",
     "TextOutput",
@@ -292,41 +294,33 @@ class JSONOutput:
         write_all(self.stream, json_line(failure_record(error)))
 
 
-class DirectoryOutput:
+class _AtomicFiles:
     """
-    One file per poem in C{directory}, named by L{file_names}.
+    Writes each poem under a temporary dot-name in its target's folder and
+    renames it into place once complete, so a reader never sees a partial
+    poem and an interrupted run leaves no temporary file behind.
 
-    Each file is written under a temporary dot-name in the same directory and
-    renamed into place once complete, so a reader never sees a partial poem
-    and an interrupted run leaves no temporary file behind.
+    Neither name is followed if it is a symlink: the temporary file is made
+    with C{O_CREAT|O_EXCL} (which refuses any existing name, a dangling link
+    included), and a rename replaces a link at the target, never its target.
     """
 
-    def __init__(self, directory: Path, sources: Sequence[str]) -> None:
-        self.directory = directory
-        self.names = file_names(sources)
+    def __init__(self) -> None:
         self.written: list[Path] = []
         self._pending: set[str] = set()
         umask = os.umask(0o022)
         os.umask(umask)
         self._mode = 0o666 & ~umask
 
-    @staticmethod
-    def prepare(directory: str) -> Path:
-        """Create C{directory} if needed; raises C{OSError} if it cannot be used."""
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise PermissionError(f"{directory}: not writable")
-        return path
-
-    def poem(self, index: int, poem: Poem) -> None:
-        target = self.directory / self.names[index]
-        fd, temp = tempfile.mkstemp(prefix=".", suffix=".part", dir=self.directory)
+    def _write(self, target: Path, data: bytes) -> None:
+        fd, temp = tempfile.mkstemp(
+            prefix=f".{target.name[:100]}.", suffix=".part", dir=target.parent
+        )
         self._pending.add(temp)
         try:
             with os.fdopen(fd, "wb") as file:
                 os.fchmod(file.fileno(), self._mode)  # mkstemp makes it private
-                file.write(poem.data)
+                file.write(data)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temp, target)
@@ -347,3 +341,62 @@ class DirectoryOutput:
             with suppress(OSError):
                 os.unlink(temp)
         self._pending.clear()
+
+
+class DirectoryOutput(_AtomicFiles):
+    """One file per poem in C{directory}, named by L{file_names}."""
+
+    def __init__(self, directory: Path, sources: Sequence[str]) -> None:
+        super().__init__()
+        self.directory = directory
+        self.names = file_names(sources)
+
+    @staticmethod
+    def prepare(directory: str) -> Path:
+        """Create C{directory} if needed; raises C{OSError} if it cannot be used."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"{directory}: not writable")
+        return path
+
+    def target(self, index: int) -> Path:
+        """Where the poem of source number C{index} goes."""
+        return self.directory / self.names[index]
+
+    def poem(self, index: int, poem: Poem) -> None:
+        self._write(self.target(index), poem.data)
+
+
+class FileOutput(_AtomicFiles):
+    """The one poem of the run in the file C{path} (``get -o FILE``)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    @staticmethod
+    def prepare(name: str) -> Path:
+        """
+        Check that a poem can be written to C{name}; raises C{OSError} if not.
+
+        Its folder must exist and be writable; C{name} itself must not be a
+        folder (a symlink there is fine: it is replaced, not followed).
+        """
+        path = Path(name)
+        with suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        folder = path.parent
+        if not folder.is_dir():
+            raise FileNotFoundError(errno.ENOENT, f"no folder {folder}")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, f"folder {folder} is not writable")
+        return path
+
+    def target(self, index: int) -> Path:
+        """Where the poem goes, whatever its index."""
+        return self.path
+
+    def poem(self, index: int, poem: Poem) -> None:
+        self._write(self.path, poem.data)

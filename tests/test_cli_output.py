@@ -1,0 +1,221 @@
+"""
+``get``'s output conventions as a real subprocess: ``-o FILE``, ``-o -``,
+``--output-dir DIR``, ``-i FILE`` and ``-v``.
+
+The servers are plain sockets in threads of this process
+(tests/loopback_servers.py), written without project code.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from loopback_servers import LoopbackServer, refused_port
+
+from conftest import subprocess_env
+
+WAIT = 20.0
+COMMAND = [sys.executable, "-m", "poetry_endpoints", "get"]
+
+
+def get(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*COMMAND, *args],
+        capture_output=True,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        env=subprocess_env(),
+        timeout=WAIT,
+        check=False,
+    )
+
+
+def lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
+    return result.stderr.decode().splitlines()
+
+
+# -o FILE
+
+
+def test_output_file_gets_the_poem_bytes_exactly_and_nothing_else(tmp_path: Path) -> None:
+    poem = b"raw \x00\xff bytes, no newline"
+    target = tmp_path / "poem.txt"
+    with LoopbackServer(poem) as server:
+        result = get("-o", str(target), "--errors", "replace", server.source)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"" and result.stderr == b""
+    assert target.read_bytes() == poem  # not a folder, not a newline added
+    assert [p.name for p in tmp_path.iterdir()] == ["poem.txt"]
+
+
+def test_output_file_replaces_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "poem.txt"
+    target.write_bytes(b"old poem, longer than the new one\n")
+    with LoopbackServer(b"new\n") as server:
+        result = get("-o", str(target), server.source)
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == b"new\n"
+
+
+def test_output_file_of_a_failed_poem_leaves_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "poem.txt"
+    with LoopbackServer(b"cut short", ending="reset") as server:
+        result = get("-o", str(target), server.source)
+    assert result.returncode == 1
+    assert lines(result)[-1].endswith("[incomplete]")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_at_the_output_name_is_replaced_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    precious = outside / "precious"
+    precious.write_bytes(b"keep me\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "poem.txt").symlink_to(precious)
+    with LoopbackServer(b"hostile poem\n") as server:
+        result = get("-o", str(work / "poem.txt"), server.source)
+    assert result.returncode == 0, result.stderr
+    assert precious.read_bytes() == b"keep me\n"
+    assert not (work / "poem.txt").is_symlink()
+    assert (work / "poem.txt").read_bytes() == b"hostile poem\n"
+
+
+def test_a_symlink_at_an_output_dir_name_is_replaced_never_followed(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.write_bytes(b"keep me\n")
+    out = tmp_path / "poems"
+    out.mkdir()
+    with LoopbackServer(b"hostile poem\n") as server:
+        name = server.source.replace(":", "_") + ".txt"
+        (out / name).symlink_to(precious)
+        result = get("--output-dir", str(out), server.source)
+    assert result.returncode == 0, result.stderr
+    assert precious.read_bytes() == b"keep me\n"
+    assert not (out / name).is_symlink()
+    assert (out / name).read_bytes() == b"hostile poem\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-o", "poem.txt", "tcp:127.0.0.1:1", "tcp:127.0.0.1:2"],
+        ["-o", "-", "tcp:127.0.0.1:1", "tcp:127.0.0.1:2"],
+        ["-o", "poem.txt", "--json", "tcp:127.0.0.1:1"],
+        ["-o", "poem.txt", "--output-dir", "poems", "tcp:127.0.0.1:1"],
+        ["--output-dir", "poems", "--json", "tcp:127.0.0.1:1"],
+        ["-o", "no-such-folder/poem.txt", "tcp:127.0.0.1:1"],
+        ["-o", ".", "tcp:127.0.0.1:1"],
+    ],
+)
+def test_output_usage_errors_exit_2_and_write_nothing(tmp_path: Path, args: list[str]) -> None:
+    result = subprocess.run(
+        [*COMMAND, *args],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        env=subprocess_env(),
+        timeout=WAIT,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == b""
+    assert b"Traceback" not in result.stderr
+    assert len(lines(result)) >= 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_o_with_two_sources_says_to_use_output_dir(tmp_path: Path) -> None:
+    result = get("-o", str(tmp_path / "poem.txt"), "tcp:127.0.0.1:1", "tcp:127.0.0.1:2")
+    assert result.returncode == 2
+    assert lines(result) == [
+        "poetry-endpoints get: -o takes one SOURCE, not 2: for more, use --output-dir"
+    ]
+
+
+def test_output_dir_is_what_o_used_to_do(tmp_path: Path) -> None:
+    out = tmp_path / "poem.txt"  # a folder, because --output-dir says so
+    with LoopbackServer(b"one\n") as first, LoopbackServer(b"two\n") as second:
+        result = get("--output-dir", str(out), first.source, second.source)
+    assert result.returncode == 0, result.stderr
+    assert out.is_dir()
+    assert sorted(p.read_bytes() for p in out.iterdir()) == [b"one\n", b"two\n"]
+
+
+# -i FILE
+
+
+def test_input_file_skips_blank_lines_and_comments_and_keeps_order(tmp_path: Path) -> None:
+    with LoopbackServer(b"first\n") as first, LoopbackServer(b"second\n") as second:
+        listing = tmp_path / "sources.txt"
+        listing.write_bytes(
+            f"# my poems\n\n  {second.source}  \r\n   # indented comment\n\t\n".encode()
+        )
+        result = get(first.source, "-i", str(listing))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"first\nsecond\n"  # the command line's first, then the file's
+
+
+def test_input_from_stdin(tmp_path: Path) -> None:
+    with LoopbackServer(b"first\n") as first, LoopbackServer(b"second\n") as second:
+        result = get("-i", "-", stdin=f"{first.source}\n{second.source}".encode())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"first\nsecond\n"
+
+
+def test_an_invalid_line_is_named_by_its_number_and_nothing_connects(tmp_path: Path) -> None:
+    with LoopbackServer(b"never fetched\n") as server:
+        listing = tmp_path / "sources.txt"
+        listing.write_text(f"# comment\n{server.source}\n\ntcp:localhost\n")
+        result = get("-i", str(listing))
+        connections = server.connections
+    assert result.returncode == 2
+    assert result.stdout == b""
+    assert connections == 0
+    first = lines(result)[0]
+    assert first.startswith(f"poetry-endpoints get: {listing}:4: invalid source tcp:localhost")
+
+
+def test_an_invalid_line_from_stdin_is_named_stdin() -> None:
+    result = get("-i", "-", stdin=b"\n\nnot a source at all\n")
+    assert result.returncode == 2
+    assert lines(result)[0].startswith("poetry-endpoints get: stdin:3: invalid source ")
+
+
+@pytest.mark.parametrize("content", [None, b"", b"# only a comment\n\n"])
+def test_no_source_at_all_is_a_usage_error(tmp_path: Path, content: bytes | None) -> None:
+    listing = tmp_path / "sources.txt"
+    if content is not None:
+        listing.write_bytes(content)
+    result = get("-i", str(listing))
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr
+    if content is None:
+        assert lines(result) == [
+            f"poetry-endpoints get: cannot read --input {listing}: no such file or directory"
+        ]
+    else:
+        assert lines(result) == [
+            "poetry-endpoints get: no SOURCE given, on the command line or with -i FILE"
+        ]
+
+
+def test_an_endless_line_is_refused_without_reading_it_all() -> None:
+    result = get("-i", "/dev/zero")
+    assert result.returncode == 2
+    assert lines(result) == ["poetry-endpoints get: /dev/zero:1: line longer than 65536 bytes"]
+
+
+def test_a_refused_source_from_a_file_fails_like_any_other(tmp_path: Path) -> None:
+    listing = tmp_path / "sources.txt"
+    refused = f"tcp:127.0.0.1:{refused_port()}"
+    listing.write_text(refused + "\n")
+    result = get("-i", str(listing))
+    assert result.returncode == 1
+    assert lines(result)[0].startswith(f"poetry-endpoints: {refused}: ")
+    assert os.path.exists(listing)
