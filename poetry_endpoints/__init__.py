@@ -8,9 +8,11 @@ poetry_endpoints: download poems from any Twisted endpoint or URL.
 from importlib.metadata import PackageNotFoundError, version
 
 from .client import PoetryClient, PoetryReactor, get_poetry
+from .connect import QuietEndpoint, connect_poem
 from .errors import KINDS, ErrorKind, PoetryError
 from .poem import Poem
 from .protocol import PoetryProtocol
+from .settings import ClientSettings
 from .sources import EndpointSource, HTTPSource, Source, parse_source
 
 try:
@@ -21,6 +23,7 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 __all__ = [
     "KINDS",
+    "ClientSettings",
     "EndpointSource",
     "ErrorKind",
     "HTTPSource",
@@ -29,7 +32,9 @@ __all__ = [
     "PoetryError",
     "PoetryProtocol",
     "PoetryReactor",
+    "QuietEndpoint",
     "Source",
+    "connect_poem",
     "get_poetry",
     "parse_source",
 ]

@@ -9,12 +9,10 @@ The data path of one download::
 
 from __future__ import annotations
 
-import codecs
-import math
-from collections.abc import Callable, Iterable, Sequence
+import asyncio
+from collections.abc import Callable, Generator, Iterable, Sequence
 from itertools import count
-from numbers import Integral, Real
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast, runtime_checkable
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from twisted.internet.defer import (
     CancelledError,
@@ -24,18 +22,16 @@ from twisted.internet.defer import (
     fail,
     succeed,
 )
-from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import (
-    IAddress,
     IConnector,
     IDelayedCall,
     IReactorTime,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+from .connect import connect_poem
 from .decoding import UnusableCodec, poem_codec, shown_name
 from .defaults import (
     DEFAULT_BACKOFF,
@@ -44,18 +40,18 @@ from .defaults import (
     DEFAULT_MAX_BYTES,
 )
 from .errors import RETRYABLE, PoetryError
+from .events import log_attempt, log_failure, log_retry
+from .http import HTTPFetcher
 from .poem import Poem
-from .protocol import PoetryProtocol, ProgressCallback
-from .reasons import connect_error
-from .resolving import sharing_resolution
+from .protocol import Body, PoetryProtocol, ProgressCallback, Sink
+from .settings import ClientSettings
 from .sources import EndpointSource, HTTPSource, Source, parse_source
-from .tls import trust_root
-
-if TYPE_CHECKING:
-    from .http import HTTPFetcher
 
 #: Distinct source strings whose parse a client remembers.
 _PARSED_CACHE_SIZE = 4096
+
+_T = TypeVar("_T")
+
 
 @runtime_checkable
 class PoetryReactor(Protocol):
@@ -91,8 +87,55 @@ class PoetryReactor(Protocol):
 
 
 SourceLike: TypeAlias = "str | IStreamClientEndpoint | Source"
-Body: TypeAlias = "tuple[bytes, str | None]"
-"""The bytes of a poem, and the charset its server declared (HTTP only)."""
+
+
+class Fetcher(Protocol):
+    """
+    How one kind of source is fetched: the one interface `PoetryClient`
+    orchestrates (slots, retries, timeouts, decoding) around.
+    """
+
+    def fetch(
+        self, source: Any, progress: ProgressCallback | None = None, sink: Sink | None = None
+    ) -> Deferred[Body]:
+        """
+        One attempt at C{source}: fires with its body, or a `PoetryError`.
+
+        Cancelling it fails it with kind ``cancelled``, leaving nothing in
+        the reactor.  With a C{sink}, the bytes go there and the body is empty.
+        """
+
+    def close(self) -> Deferred[None]:
+        """Let go of any connection kept for later attempts."""
+
+
+class EndpointFetcher:
+    """Fetches endpoint sources: `connect_poem` with a fresh `PoetryProtocol`."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+
+    def fetch(
+        self,
+        source: EndpointSource,
+        progress: ProgressCallback | None = None,
+        sink: Sink | None = None,
+    ) -> Deferred[Body]:
+        """One connection to C{source.endpoint}; see L{Fetcher.fetch}."""
+        settings = self._settings
+        protocol = PoetryProtocol(
+            source.name,
+            settings.reactor,
+            max_bytes=settings.max_bytes,
+            idle_timeout=settings.idle_timeout,
+            progress=progress,
+            sink=sink,
+        )
+        return connect_poem(source.endpoint, protocol).addCallback(_no_charset)
+
+    def close(self) -> Deferred[None]:
+        """Nothing to close: every endpoint connection is its own."""
+        return succeed(None)
 
 
 class PoetryClient:
@@ -101,7 +144,18 @@ class PoetryClient:
 
     At most C{concurrency} downloads are connected (or waiting to retry) at
     once; further calls to L{get} wait for a free slot.  HTTP sources share
-    one connection pool.
+    one connection pool.  The settings are fixed at construction (see
+    C{settings}, and the read-only attributes of the same names).
+
+    It is an async context manager that closes it on the way out, under
+    Twisted (C{Deferred.fromCoroutine}, C{ensureDeferred}) or asyncio (see
+    `poetry_endpoints.aio`)::
+
+        async with PoetryClient(reactor) as client:
+            poem = await client.get("localhost:10000")
+
+    Every step of a download is a `twisted.logger` event in the namespace
+    C{poetry_endpoints.client} (see `poetry_endpoints.events`).
 
     @param reactor: a Twisted reactor (see L{PoetryReactor}); C{unix:}
         sources also need C{IReactorUNIX}.
@@ -112,7 +166,9 @@ class PoetryClient:
     @param max_bytes: the largest poem accepted; a larger one is aborted as
         soon as it goes past the cap.  C{None} for no cap.
     @param encoding: codec for L{Poem.text}; C{None} means UTF-8, or the
-        charset an HTTP server declares.
+        charset an HTTP server declares.  A codec that cannot decode a poem
+        (not a text encoding, such as C{rot13}, or not linear in time) is
+        refused here, with C{ValueError}.
     @param errors: codec error handler, C{"strict"} or C{"replace"}.
     @param concurrency: downloads in flight at once.
     @param retries: further attempts after C{connect-failed} or
@@ -146,57 +202,106 @@ class PoetryClient:
                 "reactor must be a Twisted reactor (connectTCP, callLater, seconds), "
                 f"not {type(reactor).__name__}"
             )
-        _check_seconds("timeout", timeout)
-        _check_seconds("idle_timeout", idle_timeout)
-        if max_bytes is not None:
-            _check_int("max_bytes", max_bytes, 1)
-        _check_int("concurrency", concurrency, 1)
-        _check_int("retries", retries, 0)
-        if _real("backoff", backoff) < 0:
-            raise ValueError(f"backoff must be 0 or more seconds, not {backoff!r}")
-        if encoding is not None:
-            codecs.lookup(encoding)  # LookupError now, not on the first poem
-        codecs.lookup_error(errors)
-        if cacert is not None:
-            trust_root(cacert)  # OSError or ValueError now, not on the first TLS source
-        #: The reactor, typed as the clock that Twisted's own timing APIs
-        #: (C{deferLater}, C{addTimeout}) take: zope interfaces are nominal,
-        #: and every reactor that matches L{PoetryReactor} provides it.
-        self.reactor: IReactorTime = cast(IReactorTime, reactor)
-        #: What endpoints are built with: the reactor, with name lookups
-        #: shared by all of this client's downloads.
-        self.endpoint_reactor = sharing_resolution(reactor)
-        self.timeout = timeout
-        self.idle_timeout = idle_timeout
-        self.max_bytes = max_bytes
-        self.encoding = encoding
-        self.errors = errors
-        self.concurrency = concurrency
-        self.retries = retries
-        self.backoff = backoff
-        self.cacert = cacert
-        if user_agent is not None and not (
-            user_agent.isascii() and user_agent.isprintable() and user_agent
-        ):
-            raise ValueError(f"user_agent must be non-empty printable ASCII, not {user_agent!r}")
-        self.user_agent = user_agent
-        self.allow_downgrade = allow_downgrade
+        #: The settings, checked once, shared with each kind of source's fetcher.
+        self.settings = ClientSettings.checked(
+            reactor,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            max_bytes=max_bytes,
+            encoding=encoding,
+            errors=errors,
+            concurrency=concurrency,
+            retries=retries,
+            backoff=backoff,
+            cacert=cacert,
+            user_agent=user_agent,
+            allow_downgrade=allow_downgrade,
+        )
         self._slots = DeferredSemaphore(concurrency)
-        self._http: HTTPFetcher | None = None
+        self._endpoints = EndpointFetcher(self.settings)
+        self._http: HTTPFetcher | None = None  # its pool is made on the first HTTP source
         self._parsed: dict[str, Source] = {}
+
+    # The settings, read-only: the fetchers read the same object.
+
+    @property
+    def reactor(self) -> IReactorTime:
+        """The reactor, typed as the clock Twisted's timing APIs take."""
+        return self.settings.reactor
+
+    @property
+    def endpoint_reactor(self) -> Any:
+        """What endpoints are built with: the reactor, sharing name lookups."""
+        return self.settings.endpoint_reactor
+
+    @property
+    def timeout(self) -> float | None:
+        """The C{timeout} setting (read-only)."""
+        return self.settings.timeout
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """The C{idle_timeout} setting (read-only)."""
+        return self.settings.idle_timeout
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The C{max_bytes} setting (read-only)."""
+        return self.settings.max_bytes
+
+    @property
+    def encoding(self) -> str | None:
+        """The C{encoding} setting (read-only)."""
+        return self.settings.encoding
+
+    @property
+    def errors(self) -> str:
+        """The C{errors} setting (read-only)."""
+        return self.settings.errors
+
+    @property
+    def concurrency(self) -> int:
+        """The C{concurrency} setting (read-only)."""
+        return self.settings.concurrency
+
+    @property
+    def retries(self) -> int:
+        """The C{retries} setting (read-only)."""
+        return self.settings.retries
+
+    @property
+    def backoff(self) -> float:
+        """The C{backoff} setting (read-only)."""
+        return self.settings.backoff
+
+    @property
+    def cacert(self) -> str | None:
+        """The C{cacert} setting (read-only)."""
+        return self.settings.cacert
+
+    @property
+    def user_agent(self) -> str | None:
+        """The C{user_agent} setting (read-only)."""
+        return self.settings.user_agent
+
+    @property
+    def allow_downgrade(self) -> bool:
+        """The C{allow_downgrade} setting (read-only)."""
+        return self.settings.allow_downgrade
 
     def parse(self, source: SourceLike) -> Source:
         """Parse C{source} now; raises `PoetryError` ``invalid-source``."""
         if isinstance(source, EndpointSource | HTTPSource):
             return source
         if not isinstance(source, str):
-            return parse_source(self.reactor, source, cacert=self.cacert)
+            return parse_source(self.settings.reactor, source, cacert=self.settings.cacert)
         # Endpoints may be connected any number of times, so one parse per
         # distinct string serves every download of it (retries already reuse
         # theirs); parsing costs more than connecting on loopback.
         parsed = self._parsed.get(source)
         if parsed is None:
-            parsed = parse_source(self.endpoint_reactor, source, cacert=self.cacert)
+            settings = self.settings
+            parsed = parse_source(settings.endpoint_reactor, source, cacert=settings.cacert)
             if len(self._parsed) >= _PARSED_CACHE_SIZE:
                 self._parsed.clear()
             self._parsed[source] = parsed
@@ -212,6 +317,12 @@ class PoetryClient:
         if self._http is None:
             return succeed(None)
         return self._http.close()
+
+    def __aenter__(self) -> _Awaitable[PoetryClient]:
+        return _Awaitable(succeed(self))
+
+    def __aexit__(self, *exc_info: object) -> _Awaitable[None]:
+        return _Awaitable(self.close())
 
     def get(
         self, source: SourceLike, *, progress: ProgressCallback | None = None
@@ -232,7 +343,8 @@ class PoetryClient:
             parsed = self.parse(source)
         except PoetryError as e:
             return fail(e)
-        return Deferred.fromCoroutine(self._get(parsed, progress))
+        ran = Deferred.fromCoroutine(self._run(parsed, progress, None))
+        return ran.addCallback(self._decoded, parsed)
 
     def get_many(self, sources: Iterable[SourceLike]) -> Deferred[list[Poem | PoetryError]]:
         """
@@ -250,87 +362,69 @@ class PoetryClient:
         DeferredList(downloads, consumeErrors=True).addCallback(_values).chainDeferred(gathered)
         return gathered
 
-    async def _get(self, source: Source, progress: ProgressCallback | None) -> Poem:
+    def _decoded(self, ran: tuple[Body, float], source: Source) -> Poem:
+        (data, charset), elapsed = ran
+        return self._poem(source, data, charset, elapsed)
+
+    async def _run(
+        self,
+        source: Source,
+        progress: ProgressCallback | None,
+        sink: Sink | None,
+        delivered: Callable[[], bool] = lambda: False,
+    ) -> tuple[Body, float]:
+        """
+        Attempts at C{source} in a slot, with retries; the body and the
+        seconds it took, from the first attempt (slot wait excluded).
+
+        No retry follows an attempt after which C{delivered()} is true.
+        """
+        settings = self.settings
         try:
             await self._slots.acquire()
         except CancelledError:
             raise _cancelled(source, "while waiting for a free connection slot") from None
         try:
-            started = self.reactor.seconds()
-            for attempt in count():
+            started = settings.reactor.seconds()
+            for attempt in count(1):
+                log_attempt(source.name, attempt)
                 try:
-                    data, charset = await self._attempt(source, progress)
+                    body = await self._attempt(source, progress, sink)
                     break
                 except PoetryError as e:
-                    if e.kind not in RETRYABLE or attempt >= self.retries:
+                    log_failure(source.name, attempt, e.kind, e.reason)
+                    if e.kind not in RETRYABLE or attempt > settings.retries or delivered():
                         raise
+                    delay = settings.backoff * 2 ** (attempt - 1)
+                    log_retry(source.name, attempt + 1, delay, e.kind, e.reason)
                 try:
-                    await deferLater(self.reactor, self.backoff * 2**attempt)
+                    await deferLater(settings.reactor, delay)
                 except CancelledError:
                     raise _cancelled(source, "while waiting to retry") from None
-            return self._poem(source, data, charset, self.reactor.seconds() - started)
+            return body, settings.reactor.seconds() - started
         finally:
             self._slots.release()
 
-    def _attempt(self, source: Source, progress: ProgressCallback | None) -> Deferred[Body]:
-        attempt: Deferred[Body]
+    def _attempt(
+        self, source: Source, progress: ProgressCallback | None, sink: Sink | None
+    ) -> Deferred[Body]:
+        fetcher: Fetcher = self._endpoints
         if isinstance(source, HTTPSource):
-            attempt = self._http_fetcher().fetch(source, progress)
-        else:
-            attempt = self._connect(source, progress)
-        if self.timeout is not None:
-            attempt.addTimeout(self.timeout, self.reactor, _timed_out(source, self.timeout))
+            fetcher = self._http_fetcher()
+        attempt = fetcher.fetch(source, progress, sink)
+        timeout = self.settings.timeout
+        if timeout is not None:
+            attempt.addTimeout(timeout, self.settings.reactor, _timed_out(source, timeout))
         return attempt
-
-    def _connect(self, source: EndpointSource, progress: ProgressCallback | None) -> Deferred[Body]:
-        protocol = PoetryProtocol(
-            source.name,
-            self.reactor,
-            max_bytes=self.max_bytes,
-            idle_timeout=self.idle_timeout,
-            progress=progress,
-        )
-        finished = protocol.finished
-        assert finished is not None
-
-        def connected(_: object) -> Deferred[bytes]:
-            # From here on, cancelling the attempt cancels `finished`, which
-            # aborts the connection.
-            return finished
-
-        cancelled = False
-
-        def cancel(_: Deferred[Any]) -> None:
-            # Endpoints report their own cancellation in different ways:
-            # ConnectingCancelledError (not a CancelledError), and, while
-            # HostnameEndpoint resolves, a DNSLookupError.  Only this flag
-            # tells a cancel from a real connection failure, which is retried.
-            nonlocal cancelled
-            cancelled = True
-            connecting.cancel()
-
-        def not_connected(failure: Failure) -> Failure:
-            if cancelled or failure.check(CancelledError, ConnectingCancelledError):
-                return Failure(_cancelled(source, "while connecting"))
-            return Failure(connect_error(source.name, failure))
-
-        connecting: Deferred[Any] = source.endpoint.connect(_OneShotFactory(protocol))
-        attempt: Deferred[Any] = Deferred(cancel)
-        connecting.chainDeferred(attempt)
-        body: Deferred[bytes] = attempt.addCallbacks(connected, not_connected)
-        return body.addCallback(_no_charset)
 
     def _http_fetcher(self) -> HTTPFetcher:
         if self._http is None:
-            from .http import HTTPFetcher
-
-            self._http = HTTPFetcher(
-                self, allow_downgrade=self.allow_downgrade, user_agent=self.user_agent
-            )
+            self._http = HTTPFetcher(self.settings)
         return self._http
 
     def _poem(self, source: Source, data: bytes, charset: str | None, elapsed: float) -> Poem:
-        encoding = self.encoding or charset or "utf-8"
+        chosen = self.settings.encoding
+        encoding = chosen or charset or "utf-8"
         # Refused before decoding: a codec the server names may be one that
         # would hold the reactor for minutes (see poetry_endpoints.decoding).
         try:
@@ -339,13 +433,13 @@ class PoetryClient:
             reason = f"the server declared unknown charset {shown_name(encoding)!r}"
             raise PoetryError(source.name, "decode", reason) from None
         except UnusableCodec as e:
-            if self.encoding is None:
+            if chosen is None:
                 reason = f"the server declared charset {shown_name(encoding)!r}, which is {e}"
             else:
                 reason = f"encoding {shown_name(encoding)!r} is {e}"
             raise PoetryError(source.name, "decode", reason) from None
         try:
-            text = data.decode(encoding, self.errors)
+            text = data.decode(encoding, self.settings.errors)
         except UnicodeDecodeError as e:
             raise PoetryError(
                 source.name,
@@ -358,21 +452,28 @@ class PoetryClient:
         return Poem(source.name, data, text, elapsed, encoding)
 
 
-class _OneShotFactory(Factory):
+class _Awaitable(Generic[_T]):
     """
-    Builds the one protocol it was given, like C{connectProtocol}'s factory.
+    A Deferred that can be awaited under Twisted and under asyncio alike.
 
-    Quiet, unlike that one: it logs no "Starting/Stopping factory" event per
-    connection, which cost a quarter of the time of many small downloads.
+    Awaited in a coroutine that Twisted drives (C{Deferred.fromCoroutine},
+    C{ensureDeferred}) it is the Deferred itself; awaited in an asyncio task
+    (with Twisted's asyncio reactor, see `poetry_endpoints.aio`) it is the
+    Deferred as an asyncio future, since asyncio tasks cannot wait on a
+    Deferred.
     """
 
-    noisy = False
+    def __init__(self, deferred: Deferred[_T]) -> None:
+        self._deferred = deferred
 
-    def __init__(self, protocol: PoetryProtocol) -> None:
-        self._protocol = protocol
-
-    def buildProtocol(self, addr: IAddress | None) -> PoetryProtocol:
-        return self._protocol
+    def __await__(self) -> Generator[Any, None, _T]:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and asyncio.current_task(loop) is not None:
+            return self._deferred.asFuture(loop).__await__()
+        return self._deferred.__await__()
 
 
 def cancel_all(downloads: Sequence[Deferred[Any]]) -> None:
@@ -411,27 +512,6 @@ def get_poetry(
         return client.close().addCallback(lambda _: result)
 
     return client.get(source).addBoth(closed)
-
-
-def _real(name: str, value: object) -> float:
-    # bool is an int to Python, but timeout=True is a mistake, not one second.
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
-    return float(value)
-
-
-def _check_seconds(name: str, value: object) -> None:
-    if value is not None and not _real(name, value) > 0:
-        raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}")
-
-
-def _check_int(name: str, value: object, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < least:
-        raise ValueError(f"{name} must be {least} or more, not {value!r}")
 
 
 def _cancelled(source: Source, when: str) -> PoetryError:

@@ -7,7 +7,7 @@ import zlib
 from email.message import Message
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
@@ -32,13 +32,12 @@ from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from .errors import PoetryError
-from .protocol import PoetryProtocol, ProgressCallback
+from .events import log_redirect
+from .protocol import Body, PoetryProtocol, ProgressCallback, Sink
 from .reasons import connect_error, describe, tls_reason
+from .settings import ClientSettings
 from .sources import HTTPSource
 from .tls import VerifyingPolicy, trust_root
-
-if TYPE_CHECKING:
-    from .client import Body, PoetryClient
 
 #: Redirects followed before giving up (curl's --max-redirs default is 50;
 #: browsers stop near 20, as does Twisted's RedirectAgent).
@@ -219,38 +218,42 @@ def default_user_agent() -> str:
 
 class HTTPFetcher:
     """
-    Fetches HTTP sources for one `PoetryClient`, over one connection pool.
+    Fetches HTTP sources with one client's settings, over one connection pool.
 
-    @param allow_downgrade: follow a redirect from an C{https} source to
-        plain C{http}; refused by default, as the caller asked for TLS.
-    @param user_agent: the C{User-Agent} header; L{default_user_agent} if None.
+    The settings used: C{reactor}, C{endpoint_reactor}, C{cacert},
+    C{max_bytes}, C{idle_timeout}, C{allow_downgrade} (follow a redirect from
+    an C{https} source to plain C{http}; refused by default, as the caller
+    asked for TLS) and C{user_agent} (L{default_user_agent} if None).
     """
 
-    def __init__(
-        self,
-        client: PoetryClient,
-        *,
-        allow_downgrade: bool = False,
-        user_agent: str | None = None,
-    ) -> None:
-        self._client = client
-        self.pool = HTTPConnectionPool(client.reactor, persistent=True)
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self.pool = HTTPConnectionPool(settings.reactor, persistent=True)
         self.pool._factory = _BoundedHeadFactory
         self._agent = Agent(
-            client.endpoint_reactor,
-            contextFactory=VerifyingPolicy(trust_root(client.cacert)),
+            settings.endpoint_reactor,
+            contextFactory=VerifyingPolicy(trust_root(settings.cacert)),
             pool=self.pool,
         )
         self._cookies = IndexableCookieJar()
-        self._allow_downgrade = allow_downgrade
-        self._user_agent = (user_agent or default_user_agent()).encode("ascii")
+        self._user_agent = (settings.user_agent or default_user_agent()).encode("ascii")
 
-    def fetch(self, source: HTTPSource, progress: ProgressCallback | None) -> Deferred[Body]:
-        """GET C{source}; fires with the body and the declared charset."""
-        client = self._client
+    def fetch(
+        self,
+        source: HTTPSource,
+        progress: ProgressCallback | None = None,
+        sink: Sink | None = None,
+    ) -> Deferred[Body]:
+        """
+        GET C{source}; fires with the body and the declared charset.
+
+        With a C{sink}, a 2xx body goes to it as it arrives (see
+        `PoetryProtocol`) and the body fired with is empty.
+        """
+        client = self._settings
         request: Deferred[Any]
         # One redirect policy per attempt: it follows that attempt's hops.
-        hops = _RedirectPolicy(client, self._agent, source, self._allow_downgrade)
+        hops = _RedirectPolicy(client, self._agent, source)
         http = HTTPClient(
             BrowserLikeRedirectAgent(hops, redirectLimit=MAX_REDIRECTS), cookiejar=self._cookies
         )
@@ -293,6 +296,7 @@ class HTTPFetcher:
                 max_bytes=client.max_bytes if ok else ERROR_BODY_MAX_BYTES,
                 idle_timeout=client.idle_timeout,
                 progress=progress if ok else None,
+                sink=sink if ok else None,
             )
             finished = body.finished
             assert finished is not None
@@ -345,15 +349,14 @@ class _RedirectPolicy:
     server answered, and a retry would get the same answer.
     """
 
-    def __init__(
-        self, client: PoetryClient, agent: IAgent, source: HTTPSource, allow_downgrade: bool
-    ) -> None:
-        self._client = client
+    def __init__(self, settings: ClientSettings, agent: IAgent, source: HTTPSource) -> None:
+        self._client = settings
         self._agent = agent
         self._source = source
-        self._allow_downgrade = allow_downgrade
+        self._allow_downgrade = settings.allow_downgrade
         self._secure = False  # whether the source is https
         self._last: IResponse | None = None  # the redirect this hop follows
+        self._uri = b""  # the URL of the last hop
 
     def request(
         self,
@@ -369,6 +372,8 @@ class _RedirectPolicy:
             refused = self._refusal(previous, uri)
             if refused is not None:
                 return self._refuse(previous, refused)
+            log_redirect(self._source.name, _shown(self._uri), _shown(uri), previous.code)
+        self._uri = uri
         return self._agent.request(method, uri, headers, bodyProducer).addCallback(self._seen)
 
     def _refuse(self, redirect: IResponse, reason: str) -> Deferred[IResponse]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TypeAlias
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BYTES
 from .errors import PoetryError
@@ -18,11 +20,18 @@ from .reasons import lost_error
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes received so far, after each read."""
 
+Sink: TypeAlias = "Callable[[bytes], object] | IConsumer"
+"""Where a streamed poem's bytes go: a callable taking them, or an `IConsumer`."""
+
+Body: TypeAlias = "tuple[bytes, str | None]"
+"""The bytes of a poem (empty when streamed), and the charset its server declared (HTTP only)."""
+
 #: Once a poem has brought this many bytes, it is read C{BIG_READ} at a time.
 BIG_POEM = 1024 * 1024
 BIG_READ = 4 * 1024 * 1024
 
 
+@implementer(IPushProducer)
 class PoetryProtocol(Protocol):
     """
     Receives one poem over one connection.
@@ -39,6 +48,16 @@ class PoetryProtocol(Protocol):
     exception (not a `PoetryError`) and aborts the connection; nothing is
     logged.
 
+    With a C{sink}, the protocol streams: each read goes to the sink as it
+    arrives, in order, instead of being kept, and C{finished} fires with
+    C{b""} on a clean close.  A sink that is an `IConsumer` has the protocol
+    registered as its (push) producer for the connection's life: when the
+    consumer pauses it, the protocol stops reading from the connection and
+    its idle timeout stops counting (the server is not the one being slow)
+    until it is resumed; when the consumer stops it, the download fails with
+    kind ``cancelled`` and the connection is aborted.  A sink that raises is
+    treated as a C{progress} callback that raises.
+
     @ivar received: bytes received so far.
     """
 
@@ -52,6 +71,7 @@ class PoetryProtocol(Protocol):
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         progress: ProgressCallback | None = None,
+        sink: Sink | None = None,
     ) -> None:
         self.source = source
         self.received = 0
@@ -65,10 +85,54 @@ class PoetryProtocol(Protocol):
         self._chunks: list[bytes] = []
         self._idle_call: IDelayedCall | None = None
         self._read_bigger_at = BIG_POEM
+        self._consumer: IConsumer | None = None
+        self._write: Callable[[bytes], object] | None = None
+        if IConsumer.providedBy(sink):
+            self._consumer = sink
+            self._write = sink.write
+        elif sink is not None:
+            self._write = sink
+        self._registered = False
+        #: Whether the consumer has paused this protocol.
+        self.paused = False
 
     def connectionMade(self) -> None:
-        if self._idle_timeout is not None and self.finished is not None:
+        if self.finished is None:
+            return
+        if self._consumer is not None:
+            self._consumer.registerProducer(self, True)
+            self._registered = True
+        if self._idle_timeout is not None:
             self._idle_call = self._clock.callLater(self._idle_timeout, self._idled)
+
+    def pauseProducing(self) -> None:
+        """Stop reading until L{resumeProducing}: the consumer is full."""
+        if self.paused or self.finished is None:
+            return
+        self.paused = True
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeProducing(self) -> None:
+        """Read again, and count idle time again, after L{pauseProducing}."""
+        if not self.paused or self.finished is None:
+            return
+        self.paused = False
+        if self._idle_timeout is not None:
+            self._idle_call = self._clock.callLater(self._idle_timeout, self._idled)
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def stopProducing(self) -> None:
+        """The consumer wants no more: fail with kind ``cancelled`` and abort."""
+        self.abort(
+            PoetryError(
+                self.source,
+                "cancelled",
+                f"the consumer stopped the stream after {self.received} bytes; connection aborted",
+            )
+        )
 
     def dataReceived(self, data: bytes) -> None:
         if self.finished is None:
@@ -84,19 +148,22 @@ class PoetryProtocol(Protocol):
                 )
             )
             return
-        self._chunks.append(data)
         if self.received >= self._read_bigger_at:
             self._read_bigger()
         if self._idle_call is not None:
             self._idle_call.reset(self._idle_timeout)  # type: ignore[arg-type]
-        if self._progress is not None:
-            try:
+        try:
+            if self._write is None:
+                self._chunks.append(data)
+            else:
+                self._write(data)
+            if self._progress is not None:
                 self._progress(self.received)
-            except Exception:
-                # The caller's bug, reported to the caller: the download
-                # fails with the callback's own exception, instead of the
-                # reactor logging it and the connection dying as incomplete.
-                self._abort(Failure())
+        except Exception:
+            # The caller's bug, reported to the caller: the download
+            # fails with the callback's own exception, instead of the
+            # reactor logging it and the connection dying as incomplete.
+            self._abort(Failure())
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.is_clean_close(reason):
@@ -162,6 +229,9 @@ class PoetryProtocol(Protocol):
         )
 
     def _finish(self, result: bytes | Failure) -> None:
+        if self._registered:
+            self._registered = False
+            self._consumer.unregisterProducer()  # type: ignore[union-attr]
         if self._idle_call is not None:
             if self._idle_call.active():
                 self._idle_call.cancel()
