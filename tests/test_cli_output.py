@@ -9,8 +9,10 @@ The servers are plain sockets in threads of this process
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,27 @@ def test_a_refused_source_from_a_file_fails_like_any_other(tmp_path: Path) -> No
     assert result.returncode == 1
     assert lines(result)[0].startswith(f"poetry-endpoints: {refused}: ")
     assert os.path.exists(listing)
+
+
+def test_ctrl_c_in_the_middle_of_o_file_leaves_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "poem.txt"
+    with LoopbackServer(b"the first lines of a poem that never ends\n", ending="stall") as server:
+        process = subprocess.Popen(
+            [*COMMAND, "--idle-timeout", "0", "-o", str(target), server.source],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=subprocess_env(),
+        )
+        try:
+            assert server.connected.wait(WAIT)  # visibly running
+            time.sleep(0.3)  # mid-poem: the bytes sent are on their way to the file
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=WAIT)
+            assert server.finished.wait(WAIT)  # its connection was aborted
+        finally:
+            process.kill()
+            process.wait(WAIT)
+    assert process.returncode == 130
+    assert out == b"" and err == b""
+    assert list(tmp_path.iterdir()) == []  # no poem, no temporary file

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, Protocol, TextIO, cast
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from ..client import PoetryClient, cancel_all
@@ -27,6 +28,7 @@ from .output import (
     FileOutput,
     JSONOutput,
     Output,
+    RawOutput,
     TextOutput,
     WriteError,
     describe_os_error,
@@ -35,10 +37,29 @@ from .output import (
 )
 from .progress import Display, NoDisplay, RichDisplay, Tracker, binary_size
 from .runner import Interruption
+from .verbose import VerboseObserver
 
 PROG = "poetry-endpoints"
 
 Outcome = Poem | PoetryError
+
+
+class Streamed(Protocol):
+    """What a finished stream says: its source, and how many bytes it delivered."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def bytes(self) -> int: ...
+
+
+class Streaming(Protocol):
+    """The part of the client that streams a poem to a sink as it arrives."""
+
+    def stream(
+        self, source: Source, sink: Callable[[bytes], object], *, progress: Tracker | None = None
+    ) -> Deferred[Streamed]: ...
 
 
 @dataclass(frozen=True)
@@ -83,8 +104,13 @@ def _standard_output() -> BinaryIO:
     return sys.stdout.buffer
 
 
-def make_output(presentation: Presentation, sources: Sequence[str], streams: Streams) -> Output:
-    """The `Output` for C{presentation}."""
+def make_output(
+    presentation: Presentation,
+    sources: Sequence[str],
+    streams: Streams,
+    poem_encoding: str | None = None,
+) -> Output:
+    """The `Output` for C{presentation}; C{poem_encoding} is the one given to the client."""
     if presentation.output_dir is not None:
         return DirectoryOutput(presentation.output_dir, sources)
     if presentation.output_file is not None:
@@ -93,6 +119,10 @@ def make_output(presentation: Presentation, sources: Sequence[str], streams: Str
         return JSONOutput(streams.stdout)
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     terminal = streams.stdout_is_terminal()
+    if presentation.raw_stdout:
+        return RawOutput(
+            streams.stdout, terminal=terminal, encoding=encoding, poem_encoding=poem_encoding
+        )
     return TextOutput(
         streams.stdout,
         terminal=terminal,
@@ -105,6 +135,9 @@ def make_output(presentation: Presentation, sources: Sequence[str], streams: Str
 def make_display(reactor: Any, presentation: Presentation, streams: Streams) -> Display:
     """Live progress if stderr is a terminal and not C{quiet}; otherwise nothing."""
     if presentation.quiet or not streams.stderr_is_terminal():
+        return NoDisplay()
+    if presentation.raw_stdout and streams.stdout_is_terminal():
+        # The poem is drawn on the same screen as it arrives, chunk by chunk.
         return NoDisplay()
     display = RichDisplay(reactor, streams.stderr)
     if not display.console.is_interactive:  # TERM=dumb cannot redraw in place
@@ -130,7 +163,8 @@ class Fetch:
         self.presentation = presentation
         self.interruption = interruption
         self.streams = streams or Streams()
-        self.output = make_output(presentation, [s.name for s in self.sources], self.streams)
+        names = [s.name for s in self.sources]
+        self.output = make_output(presentation, names, self.streams, client.encoding)
         self.display = make_display(reactor, presentation, self.streams)
         # Files are independent of each other, so they are written as soon as they can be.
         self.in_order = not (presentation.as_completed or presentation.output_dir is not None)
@@ -160,6 +194,10 @@ class Fetch:
             self.interruption.on_forced_exit(self.output.remove_temporary)
         self.interruption.on_interrupt(self._cancel_all)
         started = self.reactor.seconds()
+        verbose = None
+        if self.presentation.verbose:
+            verbose = VerboseObserver(self.reactor.seconds, started, self._complain)
+            globalLogPublisher.addObserver(verbose)
         try:
             trackers = [self.display.track(source.name) for source in self.sources]
             # Started once every row exists, so that its first frame shows them all.
@@ -169,16 +207,29 @@ class Fetch:
                     break
                 tracker = trackers[index]
                 self._in_flight += 1
-                download = self.client.get(source, progress=tracker)
-                download.addCallbacks(
-                    self._succeeded,
-                    self._failed,
-                    callbackArgs=(index, tracker),
-                    errbackArgs=(index, tracker),
-                )
+                download: Deferred[Any]
+                if isinstance(self.output, RawOutput):
+                    streaming = cast(Streaming, self.client)
+                    download = streaming.stream(source, self.output, progress=tracker)
+                    download.addCallbacks(
+                        self._streamed,
+                        self._stream_failed,
+                        callbackArgs=(self.output, tracker),
+                        errbackArgs=(self.output, tracker),
+                    )
+                else:
+                    download = self.client.get(source, progress=tracker)
+                    download.addCallbacks(
+                        self._succeeded,
+                        self._failed,
+                        callbackArgs=(index, tracker),
+                        errbackArgs=(index, tracker),
+                    )
                 self._downloads.append(download)
             await DeferredList(self._downloads, consumeErrors=True)
         finally:
+            if verbose is not None:
+                globalLogPublisher.removeObserver(verbose)
             self.display.stop()
         self._summarise(self.reactor.seconds() - started)
         if self.failed or self.delivered < len(self.sources):
@@ -221,6 +272,59 @@ class Fetch:
     def _succeeded(self, poem: Poem, index: int, tracker: Tracker) -> None:
         tracker.succeeded(len(poem.data))
         self._arrived(index, poem)
+
+    def _streamed(self, summary: Streamed, output: RawOutput, tracker: Tracker) -> None:
+        self._in_flight -= 1
+        if self._stopped():
+            return
+        try:
+            output.finish()
+        except BrokenPipeError:
+            self._close_stdout()
+            return
+        except OSError as e:
+            self._stream_write_failed(summary.source, output, e)
+            return
+        tracker.succeeded(summary.bytes)
+        self.delivered += 1
+        self.bytes += summary.bytes
+
+    def _stream_failed(self, failure: Failure, output: RawOutput, tracker: Tracker) -> None:
+        self._in_flight -= 1
+        if self._stopped():
+            return
+        if failure.check(BrokenPipeError):  # the reader went away (`-o - | head -c 20`)
+            self._close_stdout()
+            return
+        if failure.check(OSError):
+            self._stream_write_failed(self.sources[0].name, output, failure.value)  # type: ignore[arg-type]
+            return
+        if not failure.check(PoetryError):
+            with self.display.suspended():  # a bug, not a failed source
+                failure.printTraceback(file=self.streams.stderr)
+            self.failed += 1
+            return
+        error: PoetryError = failure.value  # type: ignore[assignment]
+        tracker.failed(error.kind, error.reason)
+        self.failed += 1
+        if output.written:
+            # Unlike every other mode, part of this poem is already out.
+            line = (
+                f"{PROG}: {error}, after {output.written:,} bytes were written "
+                f"to stdout [{error.kind}]"
+            )
+            self._complain(one_line(line))
+        else:
+            self._complain(failure_line(error, PROG))
+
+    def _stream_write_failed(self, source: str, output: RawOutput, error: OSError) -> None:
+        self.failed += 1
+        reason = describe_os_error(error)
+        line = (
+            f"{PROG}: {source}: could not write the poem to stdout: {reason}, "
+            f"after {output.written:,} bytes were written [write-failed]"
+        )
+        self._complain(one_line(line))
 
     def _failed(self, failure: Failure, index: int, tracker: Tracker) -> None:
         if not failure.check(PoetryError):

@@ -7,6 +7,7 @@ file names that cannot escape the output directory.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import os
@@ -27,6 +28,7 @@ __all__ = [
     "FileOutput",
     "JSONOutput",
     "Output",
+    "RawOutput",
     "TextOutput",
     "WriteError",
     "describe_os_error",
@@ -400,3 +402,60 @@ class FileOutput(_AtomicFiles):
 
     def poem(self, index: int, poem: Poem) -> None:
         self._write(self.path, poem.data)
+
+
+class RawOutput:
+    """
+    ``get -o -``: the one poem's bytes to stdout as they arrive, like curl.
+
+    Called with each chunk as it arrives, and writes it at once: no
+    buffering, so the first byte reaches a pipe as soon as it arrives.
+    Anywhere but a terminal the bytes go through exactly as received.  On a
+    terminal each chunk is decoded as it comes (undecodable bytes replaced)
+    and its controls made visible, as for whole poems, so a hostile server
+    cannot drive the terminal.  C{written} counts the bytes of the poem
+    already written, for the message if the poem fails later.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        terminal: bool,
+        encoding: str = "utf-8",
+        poem_encoding: str | None = None,
+    ) -> None:
+        self.stream = stream
+        self.terminal = terminal
+        self.encoding = encoding
+        self.written = 0
+        self._decoder = codecs.getincrementaldecoder(poem_encoding or "utf-8")("replace")
+
+    def __call__(self, data: bytes) -> None:
+        """Write C{data}, the next bytes of the poem (see L{write_all} for errors)."""
+        if self.terminal:
+            self._show(self._decoder.decode(data))
+            self.written += len(data)
+            return
+        try:
+            write_all(self.stream, data)
+        except WriteError as e:
+            self.written += e.written
+            raise
+        self.written += len(data)
+
+    def finish(self) -> None:
+        """The poem is whole: show what the terminal's decoder still holds."""
+        if self.terminal:
+            self._show(self._decoder.decode(b"", True))
+
+    def _show(self, text: str) -> None:
+        if text:
+            write_all(self.stream, escape_for_terminal(text).encode(self.encoding, "replace"))
+
+    def poem(self, index: int, poem: Poem) -> None:
+        self(poem.data)
+        self.finish()
+
+    def failure(self, index: int, error: PoetryError) -> None:
+        pass
