@@ -10,10 +10,12 @@ from importlib.metadata import PackageNotFoundError, version
 from .client import PoetryClient, PoetryReactor, get_poetry
 from .connect import QuietEndpoint, connect_poem
 from .errors import KINDS, ErrorKind, PoetryError
+from .files import PoemFile, write_poem
 from .poem import Poem
 from .protocol import PoetryProtocol
 from .settings import ClientSettings
 from .sources import EndpointSource, HTTPSource, Source, parse_source
+from .streaming import Streamed
 
 try:
     #: The installed distribution's version: one number, kept in pyproject.toml only.
@@ -28,13 +30,16 @@ __all__ = [
     "ErrorKind",
     "HTTPSource",
     "Poem",
+    "PoemFile",
     "PoetryClient",
     "PoetryError",
     "PoetryProtocol",
     "PoetryReactor",
     "QuietEndpoint",
     "Source",
+    "Streamed",
     "connect_poem",
     "get_poetry",
     "parse_source",
+    "write_poem",
 ]

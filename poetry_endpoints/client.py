@@ -3,8 +3,17 @@ Downloading poems: one reusable `PoetryClient`, and `get_poetry` for one-offs.
 
 The data path of one download::
 
-    source string ──parse_source──▶ endpoint ──connect (one-shot)──▶ PoetryProtocol
-        ──finished──▶ bytes ──decode──▶ Poem            (or PoetryError at any step)
+    source string ──parse_source──▶ Source ──its kind's Fetcher──▶ PoetryProtocol
+        (endpoints: connect_poem = connectProtocol through a QuietEndpoint;
+         http(s): treq, the body delivered to the protocol)
+        ──finished──▶ bytes ──decode──▶ Poem        (get)
+        or each read ──▶ sink, then a Streamed summary  (stream)
+        (or PoetryError at any step)
+
+`PoetryClient` only orchestrates: connection slots, retries, the
+whole-attempt timeout, log events and decoding.  Each kind of source fetches
+itself (`EndpointFetcher`, `http.HTTPFetcher`) with the client's one frozen
+`ClientSettings`.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from .poem import Poem
 from .protocol import Body, PoetryProtocol, ProgressCallback, Sink
 from .settings import ClientSettings
 from .sources import EndpointSource, HTTPSource, Source, parse_source
+from .streaming import Delivery, Streamed, is_sink
 
 #: Distinct source strings whose parse a client remembers.
 _PARSED_CACHE_SIZE = 4096
@@ -345,6 +355,42 @@ class PoetryClient:
             return fail(e)
         ran = Deferred.fromCoroutine(self._run(parsed, progress, None))
         return ran.addCallback(self._decoded, parsed)
+
+    def stream(
+        self, source: SourceLike, sink: Sink, *, progress: ProgressCallback | None = None
+    ) -> Deferred[Streamed]:
+        """
+        Download one poem into C{sink}, as it arrives, without keeping it.
+
+        @param sink: a callable taking each piece of the poem (C{bytes}), in
+            order; or an `IConsumer`, whose C{write} takes them and which has
+            the connection registered as its push producer for each
+            connection: pausing it stops reading from the network (and the
+            idle timeout), so a slow consumer keeps the memory bounded.  A
+            sink that raises fails the download with its own exception and
+            aborts the connection, as a C{progress} callback that raises does.
+        @param progress: as for L{get}.
+        @return: fires once with a L{Streamed} summary on a clean close, or
+            fails with a `PoetryError` of the same kinds as L{get} (not
+            ``decode``: the bytes are not decoded).  Caps, timeouts,
+            cancellation and retries are those of L{get}, except that an
+            attempt after which the sink has received any byte is never
+            retried: the sink cannot take the poem back.
+        @raise TypeError: C{sink} is neither callable nor an `IConsumer`.
+        """
+        if not is_sink(sink):
+            raise TypeError(f"sink must be a callable or an IConsumer, not {type(sink).__name__}")
+        try:
+            parsed = self.parse(source)
+        except PoetryError as e:
+            return fail(e)
+        delivery = Delivery(sink)
+        ran = Deferred.fromCoroutine(self._run(parsed, progress, delivery, delivery.started))
+
+        def streamed(result: tuple[Body, float]) -> Streamed:
+            return Streamed(parsed.name, delivery.delivered, result[1])
+
+        return ran.addCallback(streamed)
 
     def get_many(self, sources: Iterable[SourceLike]) -> Deferred[list[Poem | PoetryError]]:
         """

@@ -11,7 +11,8 @@ Every event has these keys, stable from one version to the next:
 - ``source``: the source's name as the user gave it;
 - ``log_format``: a one-line English description (``formatEvent`` renders it);
 - ``log_namespace``: ``poetry_endpoints.client``; ``log_level``: ``debug``
-  for ``attempt``, ``retry`` and ``redirect``, ``warn`` for ``failure``.
+  for every one (they are details of a download, whose outcome the caller
+  gets anyway: a server or program logging at ``info`` shows none of them).
 
 And, by step:
 
@@ -99,7 +100,7 @@ def log_redirect(source: str, previous: str, location: str, status: int) -> None
 def log_failure(source: str, attempt: int, kind: str, reason: str) -> None:
     """Attempt number C{attempt} failed with a `PoetryError` of C{kind}."""
     _emit(
-        LogLevel.warn,
+        LogLevel.debug,
         "{source}: attempt {attempt} failed: {kind}: {reason}",
         {"event": "failure", "source": source, "attempt": attempt, "kind": kind, "reason": reason},
     )

@@ -87,10 +87,12 @@ class PoetryProtocol(Protocol):
         self._read_bigger_at = BIG_POEM
         self._consumer: IConsumer | None = None
         self._write: Callable[[bytes], object] | None = None
-        if IConsumer.providedBy(sink):
+        if sink is None:
+            pass
+        elif IConsumer.providedBy(sink):
             self._consumer = sink
             self._write = sink.write
-        elif sink is not None:
+        else:
             self._write = sink
         self._registered = False
         #: Whether the consumer has paused this protocol.

@@ -17,8 +17,18 @@ from typing import Any, TextIO
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import FileLogObserver, LogEvent, eventAsText, globalLogBeginner
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    ILogObserver,
+    LogEvent,
+    LogLevel,
+    LogLevelFilterPredicate,
+    eventAsText,
+    globalLogBeginner,
+)
 
+from ..events import NAMESPACE as CLIENT_EVENTS
 from ..servers.faults import FAULTS
 from ..servers.poetry import DEFAULT_NUM_BYTES
 from ..servers.service import (
@@ -138,7 +148,7 @@ def serving(command: str, build: Callable[[Any], MultiService]) -> runner.Comman
         except ConfigError as e:
             _complain(command, str(e))
             return status.USAGE
-        globalLogBeginner.beginLoggingTo([terse_observer(sys.stderr)], redirectStandardIO=False)
+        globalLogBeginner.beginLoggingTo([server_observer(sys.stderr)], redirectStandardIO=False)
         service.startService()
         try:
             try:
@@ -169,6 +179,16 @@ def _announce(sources: list[str]) -> None:
 
 def _complain(command: str, message: str) -> None:
     print(f"poetry-endpoints {command}: error: {message}", file=sys.stderr, flush=True)
+
+
+def server_observer(stream: TextIO) -> ILogObserver:
+    """
+    L{terse_observer} without the client library's per-attempt events: a
+    server (the proxy) logs its upstream fetches and failures itself.
+    """
+    levels = LogLevelFilterPredicate(defaultLogLevel=LogLevel.debug)
+    levels.setLogLevelForNamespace(CLIENT_EVENTS, LogLevel.critical)
+    return FilteringLogObserver(terse_observer(stream), [levels])
 
 
 def terse_observer(stream: TextIO) -> FileLogObserver:
