@@ -8,10 +8,13 @@ The servers are plain sockets in threads of this process
 
 from __future__ import annotations
 
+import http.server
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,29 +91,12 @@ def test_a_symlink_at_the_output_name_is_replaced_never_followed(tmp_path: Path)
     assert (work / "poem.txt").read_bytes() == b"hostile poem\n"
 
 
-def test_a_symlink_at_an_output_dir_name_is_replaced_never_followed(tmp_path: Path) -> None:
-    precious = tmp_path / "precious"
-    precious.write_bytes(b"keep me\n")
-    out = tmp_path / "poems"
-    out.mkdir()
-    with LoopbackServer(b"hostile poem\n") as server:
-        name = server.source.replace(":", "_") + ".txt"
-        (out / name).symlink_to(precious)
-        result = get("--output-dir", str(out), server.source)
-    assert result.returncode == 0, result.stderr
-    assert precious.read_bytes() == b"keep me\n"
-    assert not (out / name).is_symlink()
-    assert (out / name).read_bytes() == b"hostile poem\n"
-
-
 @pytest.mark.parametrize(
     "args",
     [
         ["-o", "poem.txt", "tcp:127.0.0.1:1", "tcp:127.0.0.1:2"],
         ["-o", "-", "tcp:127.0.0.1:1", "tcp:127.0.0.1:2"],
-        ["-o", "poem.txt", "--json", "tcp:127.0.0.1:1"],
         ["-o", "poem.txt", "--output-dir", "poems", "tcp:127.0.0.1:1"],
-        ["--output-dir", "poems", "--json", "tcp:127.0.0.1:1"],
         ["-o", "no-such-folder/poem.txt", "tcp:127.0.0.1:1"],
         ["-o", ".", "tcp:127.0.0.1:1"],
     ],
@@ -138,15 +124,6 @@ def test_o_with_two_sources_says_to_use_output_dir(tmp_path: Path) -> None:
     assert lines(result) == [
         "poetry-endpoints get: -o takes one SOURCE, not 2: for more, use --output-dir"
     ]
-
-
-def test_output_dir_is_what_o_used_to_do(tmp_path: Path) -> None:
-    out = tmp_path / "poem.txt"  # a folder, because --output-dir says so
-    with LoopbackServer(b"one\n") as first, LoopbackServer(b"two\n") as second:
-        result = get("--output-dir", str(out), first.source, second.source)
-    assert result.returncode == 0, result.stderr
-    assert out.is_dir()
-    assert sorted(p.read_bytes() for p in out.iterdir()) == [b"one\n", b"two\n"]
 
 
 # -i FILE
@@ -245,3 +222,83 @@ def test_ctrl_c_in_the_middle_of_o_file_leaves_no_file(tmp_path: Path) -> None:
     assert process.returncode == 130
     assert out == b"" and err == b""
     assert list(tmp_path.iterdir()) == []  # no poem, no temporary file
+
+
+# -v
+
+
+VERBOSE = re.compile(r"poetry-endpoints: \+(\d+\.\d{3})s (\S+): (.*)")
+
+
+def _verbose(result: subprocess.CompletedProcess[bytes]) -> list[tuple[float, str, str]]:
+    found = [VERBOSE.fullmatch(line) for line in lines(result)]
+    return [(float(m[1]), m[2], m[3]) for m in found if m]
+
+
+def test_verbose_shows_each_attempt_failure_and_retry_in_time_order() -> None:
+    refused = f"tcp:127.0.0.1:{refused_port()}"
+    result = get("-v", "--retries", "1", refused)
+    assert result.returncode == 1
+    steps = _verbose(result)
+    assert [(source, what.split(":")[0]) for _, source, what in steps] == [
+        (refused, "attempt 1"),
+        (refused, "attempt 1 failed"),
+        (refused, "retrying in 0.5s (attempt 2)"),
+        (refused, "attempt 2"),
+        (refused, "attempt 2 failed"),
+    ]
+    assert steps[1][2].endswith("[connect-failed]")
+    times = [when for when, _, _ in steps]
+    assert times == sorted(times)
+    assert times[3] - times[2] >= 0.4  # the backoff, seen in the times
+    # The usual failure line still ends the run.
+    assert lines(result)[-1].startswith(f"poetry-endpoints: {refused}: ")
+    assert lines(result)[-1].endswith("[connect-failed]")
+
+
+def test_verbose_shows_a_redirect_and_nothing_without_v() -> None:
+    with _Redirecting() as server:
+        url = f"http://127.0.0.1:{server.port}/old"
+        verbose = get("-v", url)
+        quiet = get(url)
+    assert verbose.returncode == quiet.returncode == 0, verbose.stderr
+    assert verbose.stdout == quiet.stdout == b"moved poem\n"
+    assert quiet.stderr == b""
+    assert [what for _, _, what in _verbose(verbose)] == [
+        "attempt 1",
+        f"redirect 301 to http://127.0.0.1:{server.port}/new",
+    ]
+
+
+class _Redirecting:
+    """An HTTP server on loopback: ``/old`` redirects to ``/new``, which is a poem."""
+
+    def __enter__(self) -> _Redirecting:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/old":
+                    self.send_response(301)
+                    self.send_header("Location", "/new")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = b"moved poem\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(WAIT)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TextIO, cast
+from typing import Any, BinaryIO, TextIO
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.logger import globalLogPublisher
@@ -19,8 +19,10 @@ from twisted.python.failure import Failure
 
 from ..client import PoetryClient, cancel_all
 from ..errors import PoetryError
+from ..files import remove_temporaries, write_poem
 from ..poem import Poem
-from ..sources import Source
+from ..sources import HTTPSource, Source
+from ..streaming import Streamed
 from . import status
 from .output import (
     ClosedStream,
@@ -42,24 +44,6 @@ from .verbose import VerboseObserver
 PROG = "poetry-endpoints"
 
 Outcome = Poem | PoetryError
-
-
-class Streamed(Protocol):
-    """What a finished stream says: its source, and how many bytes it delivered."""
-
-    @property
-    def source(self) -> str: ...
-
-    @property
-    def bytes(self) -> int: ...
-
-
-class Streaming(Protocol):
-    """The part of the client that streams a poem to a sink as it arrives."""
-
-    def stream(
-        self, source: Source, sink: Callable[[bytes], object], *, progress: Tracker | None = None
-    ) -> Deferred[Streamed]: ...
 
 
 @dataclass(frozen=True)
@@ -164,7 +148,9 @@ class Fetch:
         self.interruption = interruption
         self.streams = streams or Streams()
         names = [s.name for s in self.sources]
-        self.output = make_output(presentation, names, self.streams, client.encoding)
+        # Only -o - decodes as it goes (for a terminal); the others get whole poems or files.
+        poem_encoding = client.encoding if presentation.raw_stdout else None
+        self.output = make_output(presentation, names, self.streams, poem_encoding)
         self.display = make_display(reactor, presentation, self.streams)
         # Files are independent of each other, so they are written as soon as they can be.
         self.in_order = not (presentation.as_completed or presentation.output_dir is not None)
@@ -191,7 +177,7 @@ class Fetch:
     async def run(self) -> int:
         """Download everything, show it, and return the exit status (0 or 1)."""
         if isinstance(self.output, (DirectoryOutput, FileOutput)):
-            self.interruption.on_forced_exit(self.output.remove_temporary)
+            self.interruption.on_forced_exit(remove_temporaries)
         self.interruption.on_interrupt(self._cancel_all)
         started = self.reactor.seconds()
         verbose = None
@@ -209,13 +195,27 @@ class Fetch:
                 self._in_flight += 1
                 download: Deferred[Any]
                 if isinstance(self.output, RawOutput):
-                    streaming = cast(Streaming, self.client)
-                    download = streaming.stream(source, self.output, progress=tracker)
+                    download = self.client.stream(source, self.output, progress=tracker)
                     download.addCallbacks(
                         self._streamed,
                         self._stream_failed,
                         callbackArgs=(self.output, tracker),
                         errbackArgs=(self.output, tracker),
+                    )
+                elif isinstance(self.output, (DirectoryOutput, FileOutput)):
+                    download = write_poem(
+                        self.client,
+                        source,
+                        self.output.target(index),
+                        encoding=self._checked_encoding(source),
+                        errors=self.client.errors,
+                        progress=tracker,
+                    )
+                    download.addCallbacks(
+                        self._written,
+                        self._not_written,
+                        callbackArgs=(index, tracker),
+                        errbackArgs=(index, tracker),
                     )
                 else:
                     download = self.client.get(source, progress=tracker)
@@ -272,6 +272,42 @@ class Fetch:
     def _succeeded(self, poem: Poem, index: int, tracker: Tracker) -> None:
         tracker.succeeded(len(poem.data))
         self._arrived(index, poem)
+
+    def _checked_encoding(self, source: Source) -> str | None:
+        """The codec a poem written to a file must decode with, checked as it streams."""
+        if self.client.encoding is not None:
+            return self.client.encoding
+        # An HTTP server's charset is not known here before the bytes
+        # arrive; only a poem from a source that has none is checked.
+        return None if isinstance(source, HTTPSource) else "utf-8"
+
+    def _written(self, summary: Streamed, index: int, tracker: Tracker) -> None:
+        self._in_flight -= 1
+        tracker.succeeded(summary.bytes)
+        if self.interruption.interrupted:
+            return
+        self.delivered += 1
+        self.bytes += summary.bytes
+
+    def _not_written(self, failure: Failure, index: int, tracker: Tracker) -> None:
+        self._in_flight -= 1
+        if self.interruption.interrupted:
+            return
+        source = self.sources[index].name
+        if failure.check(PoetryError):
+            error: PoetryError = failure.value  # type: ignore[assignment]
+            tracker.failed(error.kind, error.reason)
+            self.failed += 1
+            self._complain(failure_line(error, PROG))
+        elif failure.check(OSError):
+            tracker.failed("write-failed", str(failure.value))
+            self.failed += 1
+            where = self._destination(index)
+            self._write_failed(source, f"the poem to {where}", failure.value)  # type: ignore[arg-type]
+        else:
+            with self.display.suspended():  # a bug, not a failed source
+                failure.printTraceback(file=self.streams.stderr)
+            self.failed += 1
 
     def _streamed(self, summary: Streamed, output: RawOutput, tracker: Tracker) -> None:
         self._in_flight -= 1

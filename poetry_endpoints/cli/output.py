@@ -13,13 +13,13 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ..errors import PoetryError, one_line
+from ..files import PoemFile, remove_temporaries
 from ..poem import Poem
 
 __all__ = [
@@ -298,40 +298,31 @@ class JSONOutput:
 
 class _AtomicFiles:
     """
-    Writes each poem under a temporary dot-name in its target's folder and
-    renames it into place once complete, so a reader never sees a partial
-    poem and an interrupted run leaves no temporary file behind.
+    Poems written to files with the library's L{PoemFile}: under a temporary
+    dot-name in the target's folder, renamed into place once complete, so a
+    reader never sees a partial poem and a failure leaves nothing behind.
+    A symlink at either name is never followed.
 
-    Neither name is followed if it is a symlink: the temporary file is made
-    with C{O_CREAT|O_EXCL} (which refuses any existing name, a dangling link
-    included), and a rename replaces a link at the target, never its target.
+    The command line streams poems to their files (L{write_poem}); L{poem}
+    is for a poem already whole in memory.
     """
 
     def __init__(self) -> None:
         self.written: list[Path] = []
-        self._pending: set[str] = set()
-        umask = os.umask(0o022)
-        os.umask(umask)
-        self._mode = 0o666 & ~umask
 
-    def _write(self, target: Path, data: bytes) -> None:
-        fd, temp = tempfile.mkstemp(
-            prefix=f".{target.name[:100]}.", suffix=".part", dir=target.parent
-        )
-        self._pending.add(temp)
+    def target(self, index: int) -> Path:
+        """Where the poem of source number C{index} goes."""
+        raise NotImplementedError
+
+    def poem(self, index: int, poem: Poem) -> None:
+        target = self.target(index)
+        poem_file = PoemFile(target, source=poem.source)
         try:
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(file.fileno(), self._mode)  # mkstemp makes it private
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, target)
+            poem_file.write(poem.data)
         except BaseException:
-            with suppress(OSError):
-                os.unlink(temp)
+            poem_file.discard()
             raise
-        finally:
-            self._pending.discard(temp)
+        poem_file.commit()
         self.written.append(target)
 
     def failure(self, index: int, error: PoetryError) -> None:
@@ -339,10 +330,7 @@ class _AtomicFiles:
 
     def remove_temporary(self) -> None:
         """Delete any temporary file still in progress (for a forced exit)."""
-        for temp in list(self._pending):
-            with suppress(OSError):
-                os.unlink(temp)
-        self._pending.clear()
+        remove_temporaries()
 
 
 class DirectoryOutput(_AtomicFiles):
@@ -365,9 +353,6 @@ class DirectoryOutput(_AtomicFiles):
     def target(self, index: int) -> Path:
         """Where the poem of source number C{index} goes."""
         return self.directory / self.names[index]
-
-    def poem(self, index: int, poem: Poem) -> None:
-        self._write(self.target(index), poem.data)
 
 
 class FileOutput(_AtomicFiles):
@@ -399,9 +384,6 @@ class FileOutput(_AtomicFiles):
     def target(self, index: int) -> Path:
         """Where the poem goes, whatever its index."""
         return self.path
-
-    def poem(self, index: int, poem: Poem) -> None:
-        self._write(self.path, poem.data)
 
 
 class RawOutput:

@@ -24,16 +24,11 @@ from twisted.logger import ILogObserver, LogEvent
 from zope.interface import implementer
 
 from ..errors import one_line
+from ..events import EVENTS, NAMESPACE
 
 __all__ = ["EVENTS", "NAMESPACE", "VerboseObserver", "verbose_line"]
 
 PROG = "poetry-endpoints"
-#: The steps shown, by the value of an event's ``event`` key.
-EVENTS = ("attempt", "retry", "redirect", "failure")
-
-
-#: The namespace of the client library's events; no other event is shown.
-NAMESPACE = "poetry_endpoints.client"
 
 
 def _why(event: LogEvent) -> str:
