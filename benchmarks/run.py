@@ -49,13 +49,18 @@ LARGE_CLIENTS = {
     "classic": "classic.py",
     "floor": "floor.py",
 }
-#: Streaming client name -> script; the floor last.  The floor is timed only.
+#: Streaming client name -> (script, extra arguments); the floors last.  The
+#: targets compare with the floor that writes; the one that also fsyncs (as
+#: the library's atomic file writer does) is shown for information.
 STREAM_CLIENTS = {
-    "get -o FILE": "stream_cli.py",
-    "library stream": "stream_lib.py",
-    "floor + write": "floor_file.py",
+    "get -o FILE": ("stream_cli.py", []),
+    "library stream": ("stream_lib.py", []),
+    "floor + write": ("floor_file.py", []),
+    "floor + write + fsync": ("floor_file.py", ["--form", "fsync"]),
 }
 STREAM_FLOOR = "floor + write"
+#: Clients that hold the whole poem by design: no big-poem memory run.
+STREAM_FLOORS = {STREAM_FLOOR, "floor + write + fsync"}
 #: The command whose first byte is timed; the source is appended.
 FIRST_BYTE_COMMAND = ["-m", "poetry_endpoints", "get", "-q", "-o", "-"]
 #: "many" variant -> (script, extra arguments).
@@ -182,7 +187,7 @@ def say(message: str) -> None:
 
 def measure_baselines(config: Config) -> dict[str, int]:
     """Peak RSS of each client process that imports its modules and does nothing."""
-    scripts = {**LARGE_CLIENTS, **STREAM_CLIENTS}
+    scripts = {**LARGE_CLIENTS, **{name: script for name, (script, _) in STREAM_CLIENTS.items()}}
     peaks: dict[str, list[int]] = {name: [] for name in scripts}
     for round_ in range(max(1, min(config.rounds, 3))):
         for name in rotated(list(scripts), round_):
@@ -238,12 +243,13 @@ def measure_streaming(
     for round_ in range(config.rounds):
         for name in rotated(list(STREAM_CLIENTS), round_):
             args = ["large", "--port", str(ports[config.stream]), "--size", str(config.stream)]
-            args += ["--dir", folder]
-            runs[name].append(run_client(STREAM_CLIENTS[name], args, config.child_timeout))
+            script, extra = STREAM_CLIENTS[name]
+            args += ["--dir", folder, *extra]
+            runs[name].append(run_client(script, args, config.child_timeout))
     memory: dict[str, dict[str, Any]] = {}
-    for name, script in STREAM_CLIENTS.items():
-        if name == STREAM_FLOOR:
-            continue  # it holds the whole poem by design
+    for name, (script, _) in STREAM_CLIENTS.items():
+        if name in STREAM_FLOORS:
+            continue  # they hold the whole poem by design
         say(f"  stream {human(config.memory)} (memory): {name}")
         args = ["large", "--port", str(ports[config.memory]), "--size", str(config.memory)]
         args += ["--dir", folder]
@@ -437,7 +443,7 @@ def analyse(
         ),
     ]
     for name in STREAM_CLIENTS:
-        if name == STREAM_FLOOR:
+        if name in STREAM_FLOORS:
             continue
         targets += [
             Target(

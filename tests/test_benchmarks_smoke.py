@@ -18,8 +18,8 @@ from conftest import subprocess_env
 ROOT = Path(__file__).resolve().parent.parent
 LARGE_CLIENTS = {"poetry_endpoints", "asyncio", "classic", "floor"}
 MANY_VARIANTS = {"endpoints tcp:", "endpoints HOST:PORT", "endpoints localhost:PORT", "asyncio"}
-STREAM_CLIENTS = {"get -o FILE", "library stream", "floor + write"}
-STREAMING = STREAM_CLIENTS - {"floor + write"}
+STREAM_CLIENTS = {"get -o FILE", "library stream", "floor + write", "floor + write + fsync"}
+STREAMING = {"get -o FILE", "library stream"}
 
 
 def test_quick_run_writes_every_number(tmp_path: Path) -> None:
