@@ -19,7 +19,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from web_helpers import Page, WebTest, inline, reactor
+from web_helpers import Page, Stall, WebTest, inline, reactor
 from zope.interface import implementer
 
 from poetry_endpoints import PoetryClient, PoetryError, Streamed
@@ -438,3 +438,24 @@ class LoopbackTests(WebTest):
         consumer.producer.resumeProducing()
         streamed = await streaming
         self.assertEqual(streamed.bytes, BIG)
+
+    @inline
+    async def test_http_cancel_mid_body_aborts_the_connection(self) -> None:
+        stall = Stall(b"The first line, then nothing\n")
+        root = Resource()
+        root.putChild(b"stall", stall)
+        base, tracked = self.serve(root)
+        pieces: list[bytes] = []
+
+        def sink(data: bytes) -> None:
+            pieces.append(data)
+            reactor.callLater(0, streaming.cancel)
+
+        streaming = self.client(idle_timeout=None, retries=3).stream(base + "stall", sink)
+        error = await self.fail_with(streaming)
+        self.assertEqual(error.kind, "cancelled")
+        self.assertEqual(pieces, [b"The first line, then nothing\n"])
+        await tracked.quiet()
+        [reason] = tracked.lost
+        self.assertTrue(reason.check(ConnectionLost), reason)  # cut, not closed gently
+        self.assertEqual(len(stall.requests), 1)
