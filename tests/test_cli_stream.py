@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from peak_memory import measured_cli, read_peak
+from terminal import run_on_terminal
 
 from conftest import subprocess_env
 
@@ -183,3 +184,26 @@ def test_o_file_stops_at_the_first_piece_that_does_not_decode(tmp_path: Path) ->
     assert result.stderr.decode().splitlines()[-1].endswith("[decode]")
     assert took < 4.0
     assert list(tmp_path.iterdir()) == []  # neither the poem nor a temporary file
+
+
+def test_o_dash_on_a_terminal_shows_controls_as_text_and_raw_bytes_to_a_pipe() -> None:
+    hostile = b"title \x1b]0;owned\x07 red \x1b[31m csi \xc2\x9b2J\n"
+    with Sender(hostile, 1) as on_terminal, Sender(hostile, 1) as to_pipe:
+        run = run_on_terminal(
+            [*COMMAND, "-o", "-", on_terminal.source],
+            terminal="stdout",
+            env=subprocess_env(),
+            timeout=WAIT,
+        )
+        piped = subprocess.run(
+            [*COMMAND, "-o", "-", to_pipe.source],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            env=subprocess_env(),
+            timeout=WAIT,
+            check=False,
+        )
+    assert run.returncode == 0 and piped.returncode == 0
+    assert b"\x1b" not in run.shown and b"\x07" not in run.shown and b"\xc2\x9b" not in run.shown
+    assert b"title \\x1b]0;owned\\x07 red \\x1b[31m csi \\x9b2J" in run.shown
+    assert piped.stdout == hostile  # a pipe gets the bytes exactly
