@@ -1,6 +1,9 @@
 """
 Benchmark poetry_endpoints against an asyncio client, the classic ClientFactory
-client and a blocking-socket floor, in one run.
+client and a blocking-socket floor, in one run; and its streaming paths (the
+library's ``stream`` and ``get -o FILE``) against a floor that also writes the
+file, with a 1 GiB run for memory and the time to first byte through
+``get -o - SRC | head -c 20``.
 
     python benchmarks/run.py            # the full run (about a minute or two)
     python benchmarks/run.py --quick    # tiny sizes, one round: a smoke test
@@ -24,12 +27,15 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import first_byte
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -43,6 +49,20 @@ LARGE_CLIENTS = {
     "classic": "classic.py",
     "floor": "floor.py",
 }
+#: Streaming client name -> (script, extra arguments); the floors last.  The
+#: targets compare with the floor that writes; the one that also fsyncs (as
+#: the library's atomic file writer does) is shown for information.
+STREAM_CLIENTS = {
+    "get -o FILE": ("stream_cli.py", []),
+    "library stream": ("stream_lib.py", []),
+    "floor + write": ("floor_file.py", []),
+    "floor + write + fsync": ("floor_file.py", ["--form", "fsync"]),
+}
+STREAM_FLOOR = "floor + write"
+#: Clients that hold the whole poem by design: no big-poem memory run.
+STREAM_FLOORS = {STREAM_FLOOR, "floor + write + fsync"}
+#: The command whose first byte is timed; the source is appended.
+FIRST_BYTE_COMMAND = ["-m", "poetry_endpoints", "get", "-q", "-o", "-"]
 #: "many" variant -> (script, extra arguments).
 MANY_VARIANTS = {
     "endpoints tcp:": ("endpoints.py", ["--form", "tcp"]),
@@ -63,6 +83,12 @@ class Config:
     many_size: int = 4096
     many_concurrency: int = 200
     many_rounds: int = 5
+    #: One poem streamed into a file (timed, with the floor), and one for memory only.
+    stream: int = 64 * MiB
+    memory: int = 1024 * MiB
+    #: First byte through ``get -o - | head -c 20``: runs, and the server's pause after it.
+    first_byte_rounds: int = 5
+    first_byte_pause: float = 0.5
     #: The classic client skips a size whose projected time (quadratic) exceeds this.
     classic_bound: float = 8.0
     #: Longest any one client process may take before the run is abandoned.
@@ -77,6 +103,10 @@ QUICK = Config(
     many_size=4096,
     many_concurrency=10,
     many_rounds=1,
+    stream=1 * MiB,
+    memory=4 * MiB,
+    first_byte_rounds=1,
+    first_byte_pause=0.3,
     child_timeout=60.0,
 )
 
@@ -157,10 +187,11 @@ def say(message: str) -> None:
 
 def measure_baselines(config: Config) -> dict[str, int]:
     """Peak RSS of each client process that imports its modules and does nothing."""
-    peaks: dict[str, list[int]] = {name: [] for name in LARGE_CLIENTS}
+    scripts = {**LARGE_CLIENTS, **{name: script for name, (script, _) in STREAM_CLIENTS.items()}}
+    peaks: dict[str, list[int]] = {name: [] for name in scripts}
     for round_ in range(max(1, min(config.rounds, 3))):
-        for name in rotated(list(LARGE_CLIENTS), round_):
-            report = run_client(LARGE_CLIENTS[name], ["baseline"], config.child_timeout)
+        for name in rotated(list(scripts), round_):
+            report = run_client(scripts[name], ["baseline"], config.child_timeout)
             peaks[name].append(report["maxrss"])
     return {name: int(statistics.median(values)) for name, values in peaks.items()}
 
@@ -197,6 +228,50 @@ def measure_sizes(config: Config, ports: dict[int, int]) -> tuple[Runs, dict[str
                 report = run_client(LARGE_CLIENTS[name], args, config.child_timeout)
                 runs[name].setdefault(size, []).append(report)
     return runs, skipped
+
+
+def measure_streaming(
+    config: Config, ports: dict[int, int], folder: str
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """
+    The streaming clients and their floor on one poem into a file in C{folder},
+    interleaved over the rounds; then each streaming client once on the big
+    poem, for its memory.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in STREAM_CLIENTS}
+    say(f"  stream {human(config.stream)}: {', '.join(STREAM_CLIENTS)} x {config.rounds}")
+    for round_ in range(config.rounds):
+        for name in rotated(list(STREAM_CLIENTS), round_):
+            args = ["large", "--port", str(ports[config.stream]), "--size", str(config.stream)]
+            script, extra = STREAM_CLIENTS[name]
+            args += ["--dir", folder, *extra]
+            runs[name].append(run_client(script, args, config.child_timeout))
+    memory: dict[str, dict[str, Any]] = {}
+    for name, (script, _) in STREAM_CLIENTS.items():
+        if name in STREAM_FLOORS:
+            continue  # they hold the whole poem by design
+        say(f"  stream {human(config.memory)} (memory): {name}")
+        args = ["large", "--port", str(ports[config.memory]), "--size", str(config.memory)]
+        args += ["--dir", folder]
+        memory[name] = run_client(script, args, config.child_timeout)
+    return runs, memory
+
+
+def measure_first_byte(config: Config) -> list[first_byte.FirstByte]:
+    """Time to first byte through ``get -o - | head -c 20``, C{first_byte_rounds} times."""
+    say(f"  first byte: get -o - | head -c {first_byte.HEAD_BYTES} x {config.first_byte_rounds}")
+    results = []
+    for _ in range(config.first_byte_rounds):
+        try:
+            result = first_byte.measure(
+                [sys.executable, *FIRST_BYTE_COMMAND], child_env(), config.first_byte_pause
+            )
+        except first_byte.FirstByteError as e:
+            raise BenchmarkError(f"first byte: {e}") from None
+        if result.output != first_byte.HEAD[: first_byte.HEAD_BYTES]:
+            raise BenchmarkError(f"first byte: head printed {result.output!r}")
+        results.append(result)
+    return results
 
 
 def measure_many(config: Config, port: int) -> dict[str, list[dict[str, Any]]]:
@@ -263,6 +338,9 @@ def analyse(
     sizes: Runs,
     skipped: dict[str, str],
     many: dict[str, list[dict[str, Any]]],
+    streaming: dict[str, list[dict[str, Any]]],
+    memory: dict[str, dict[str, Any]],
+    firsts: list[first_byte.FirstByte],
 ) -> dict[str, Any]:
     """Medians, ratios and targets, as the JSON document."""
     large: dict[str, Any] = {}
@@ -304,6 +382,40 @@ def analyse(
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None or b == 0 else a / b
 
+    stream: dict[str, Any] = {}
+    for name, reports in streaming.items():
+        wall = median_of(reports, "wall")
+        stream[name] = {
+            "median_wall_s": wall,
+            "median_cpu_s": median_of(reports, "cpu"),
+            "mb_per_s": config.stream / wall / 1e6,
+            "baseline_rss_bytes": baselines[name],
+            "median_peak_rss_bytes": median_of(reports, "maxrss"),
+            "rss_above_baseline_bytes": median_of(reports, "maxrss") - baselines[name],
+            "walls_s": [r["wall"] for r in reports],
+        }
+    floor_mbs = stream[STREAM_FLOOR]["mb_per_s"]
+    for row in stream.values():
+        row["x_floor"] = ratio(row["mb_per_s"], floor_mbs)
+    big = {
+        name: {
+            "wall_s": report["wall"],
+            "mb_per_s": config.memory / report["wall"] / 1e6,
+            "peak_rss_bytes": report["maxrss"],
+            "rss_above_baseline_bytes": report["maxrss"] - baselines[name],
+        }
+        for name, report in memory.items()
+    }
+    latencies = [r.latency_ns / 1e6 for r in firsts]
+    first = {
+        "command": " ".join(["poetry-endpoints", *FIRST_BYTE_COMMAND[2:], "SRC"])
+        + f" | head -c {first_byte.HEAD_BYTES}",
+        "pause_s": config.first_byte_pause,
+        "latencies_ms": latencies,
+        "median_ms": statistics.median(latencies),
+        "max_ms": max(latencies),
+    }
+
     ours = large["poetry_endpoints"]
     many_tcp = many_summary["endpoints tcp:"]["median_wall_s"]
     targets = [
@@ -311,12 +423,6 @@ def analyse(
             "large: throughput vs asyncio",
             ratio(ours["mb_per_s"], large["asyncio"]["mb_per_s"]),
             1.2,
-            True,
-        ),
-        Target(
-            "large: throughput vs socket floor",
-            ratio(ours["mb_per_s"], large["floor"]["mb_per_s"]),
-            0.4,
             True,
         ),
         Target("large: peak RSS above baseline / poem size", ours["rss_per_poem_byte"], 2.5, False),
@@ -336,6 +442,34 @@ def analyse(
             False,
         ),
     ]
+    for name in STREAM_CLIENTS:
+        if name in STREAM_FLOORS:
+            continue
+        targets += [
+            Target(
+                f"stream: {name} throughput vs floor + write", stream[name]["x_floor"], 0.5, True
+            ),
+            Target(
+                f"stream: {name} RSS above baseline, MiB, {human(config.stream)}",
+                stream[name]["rss_above_baseline_bytes"] / MiB,
+                16,
+                False,
+            ),
+            Target(
+                f"stream: {name} RSS above baseline, MiB, {human(config.memory)}",
+                big[name]["rss_above_baseline_bytes"] / MiB,
+                16,
+                False,
+            ),
+        ]
+    targets.append(
+        Target(
+            "first byte out of get -o - | head: ms after the server's",
+            first["median_ms"],
+            100,
+            False,
+        )
+    )
     return {
         "format": 1,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -348,6 +482,9 @@ def analyse(
         "large": large,
         "growth": growth,
         "many": many_summary,
+        "stream": stream,
+        "memory": big,
+        "first_byte": first,
         "targets": [{**asdict(t), "ok": t.ok} for t in targets],
     }
 
@@ -356,6 +493,8 @@ def analyse(
 
 
 def human(size: int) -> str:
+    if size >= 1024 * MiB and size % (1024 * MiB) == 0:
+        return f"{size // (1024 * MiB)} GiB"
     if size >= MiB and size % MiB == 0:
         return f"{size // MiB} MiB"
     return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
@@ -425,6 +564,52 @@ def render(doc: dict[str, Any], previous: dict[str, Any] | None) -> str:
         )
     out += [table(rows), ""]
 
+    stream, big = doc["stream"], doc["memory"]
+    out.append(
+        f"stream: one {human(config['stream'])} poem into a file (same folder for all), "
+        f"median of {config['rounds']} runs; {human(config['memory'])}: one run, memory"
+    )
+    big_label = human(config["memory"])
+    rows = [
+        [
+            "client",
+            "MB/s",
+            "x floor",
+            "wall s",
+            "cpu s",
+            "RSS-base MiB",
+            f"{big_label}: RSS-base MiB",
+            f"{big_label}: MB/s",
+        ]
+    ]
+    for name, row in stream.items():
+        memory_row = big.get(name, {})
+        rows.append(
+            [
+                name,
+                fmt(row["mb_per_s"], ".0f"),
+                fmt(row["x_floor"], ".2f"),
+                fmt(row["median_wall_s"], ".3f"),
+                fmt(row["median_cpu_s"], ".3f"),
+                fmt(row["rss_above_baseline_bytes"] / MiB, ".1f"),
+                fmt(memory_row.get("rss_above_baseline_bytes", 0) / MiB, ".1f")
+                if memory_row
+                else "(holds the poem)",
+                fmt(memory_row.get("mb_per_s"), ".0f"),
+            ]
+        )
+    out += [table(rows), ""]
+    first = doc["first_byte"]
+    out.append(
+        f"first byte: {first['command']}, ms from the server's first byte to head's, "
+        f"median of {len(first['latencies_ms'])} (server pauses {first['pause_s']:g} s after it)"
+    )
+    out.append(
+        f"  median {first['median_ms']:.1f} ms, max {first['max_ms']:.1f} ms: "
+        + ", ".join(f"{ms:.1f}" for ms in first["latencies_ms"])
+    )
+    out.append("")
+
     out.append("targets (ratios from this run)")
     old = {t["name"]: t["value"] for t in previous.get("targets", [])} if previous else {}
     rows = [["", "target", "value", "limit", "previous run"]]
@@ -470,18 +655,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             previous = None
     try:
-        sizes = sorted(set(config.growth) | {config.large, config.many_size})
-        with poetry_server(sizes) as ports:
+        sizes = sorted(
+            set(config.growth) | {config.large, config.many_size, config.stream, config.memory}
+        )
+        with (
+            poetry_server(sizes) as ports,
+            tempfile.TemporaryDirectory(prefix="poetry-bench-") as folder,
+        ):
             say("baselines (imports only)")
             baselines = measure_baselines(config)
             say("large and growth")
             by_size, skipped = measure_sizes(config, ports)
             say("many")
             many = measure_many(config, ports[config.many_size])
+            say("stream")
+            streaming, memory = measure_streaming(config, ports, folder)
+            say("first byte")
+            firsts = measure_first_byte(config)
     except BenchmarkError as e:
         say(f"benchmark failed: {e}")
         return 2
-    doc = analyse(config, baselines, by_size, skipped, many)
+    doc = analyse(config, baselines, by_size, skipped, many, streaming, memory, firsts)
     doc["elapsed_s"] = time.perf_counter() - started
 
     print(render(doc, previous))

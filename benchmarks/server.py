@@ -6,6 +6,10 @@ GIL.  Each listener has a thread with a plain blocking accept loop that sends
 its whole payload with one ``sendall`` and closes cleanly, which is as fast as
 a Python server gets and keeps the server out of the measurements.
 
+A payload larger than 64 MiB (the 1 GiB memory run) is never built whole: it
+is sent as one 64 MiB block repeated, then a tail, so the server's own memory
+stays at 64 MiB whatever the size.
+
 Prints one JSON line, ``{"SIZE": PORT, ...}``, once every socket listens, and
 exits when its standard input closes (so it never outlives the runner).
 """
@@ -26,18 +30,24 @@ LINE = (
 )
 
 
+#: The largest payload held whole; bigger ones repeat a block of this size.
+BLOCK = 64 * 1024 * 1024
+
+
 def payload(size: int) -> bytes:
     """C{size} bytes of ASCII poetry (valid UTF-8), lines repeated."""
     return (LINE * (size // len(LINE) + 1))[:size]
 
 
-def serve(listener: socket.socket, data: bytes) -> None:
-    """Accept forever; send C{data} whole to each connection, then close it."""
-    view = memoryview(data)
+def serve(listener: socket.socket, size: int, block: memoryview) -> None:
+    """Accept forever; send C{size} bytes (C{block} repeated) to each connection, then close it."""
     while True:
         conn, _ = listener.accept()
         try:
-            conn.sendall(view)
+            left = size
+            while left:
+                conn.sendall(block[: min(left, len(block))])
+                left -= min(left, len(block))
         except OSError:
             pass  # a client that gave up; the next one still gets served
         finally:
@@ -55,7 +65,8 @@ def main() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(BACKLOG)
         ports[str(size)] = listener.getsockname()[1]
-        threading.Thread(target=serve, args=(listener, payload(size)), daemon=True).start()
+        block = memoryview(payload(min(size, BLOCK)))  # built before the port is announced
+        threading.Thread(target=serve, args=(listener, size, block), daemon=True).start()
     print(json.dumps(ports), flush=True)
     sys.stdin.read()  # returns at EOF: the runner has finished or died
     os._exit(0)

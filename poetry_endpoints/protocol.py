@@ -33,9 +33,11 @@ Sink: TypeAlias = "Callable[[bytes], object] | IConsumer"
 Body: TypeAlias = "tuple[bytes, str | None]"
 """The bytes of a poem (empty when streamed), and the charset its server declared (HTTP only)."""
 
-#: Once a poem has brought this many bytes, it is read C{BIG_READ} at a time.
+#: Once a poem has brought this many bytes, it is read C{BIG_READ} at a time
+#: (C{STREAM_READ} when it is streamed to a sink).
 BIG_POEM = 1024 * 1024
 BIG_READ = 4 * 1024 * 1024
+STREAM_READ = 1024 * 1024
 
 
 @implementer(IPushProducer, IHalfCloseableProtocol)
@@ -240,10 +242,16 @@ class PoetryProtocol(Protocol):
         # call; a long poem takes fewer trips through the reactor in bigger
         # pieces.  Short poems keep the default: a big read buffer costs an
         # mmap per read, which many small downloads would pay.
+        # A streamed poem reads less at a time: each piece is handed on and
+        # freed at once, and the allocator reuses a freed 1 MiB buffer where
+        # each 4 MiB one is fresh pages to fault in (64 MiB streamed to a
+        # file: 0.055 s of CPU with 4 MiB reads, 0.031 s with 1 MiB; a
+        # whole poem, kept until the end, gains a little from 4 MiB).
         self._read_bigger_at = sys.maxsize
+        wanted = BIG_READ if self._write is None else STREAM_READ
         size = getattr(self.transport, "bufferSize", None)
-        if isinstance(size, int) and size < BIG_READ:
-            setattr(self.transport, "bufferSize", BIG_READ)  # noqa: B010
+        if isinstance(size, int) and size < wanted:
+            setattr(self.transport, "bufferSize", wanted)  # noqa: B010
 
     def _idled(self) -> None:
         self._idle_call = None

@@ -19,6 +19,8 @@ from conftest import subprocess_env
 ROOT = Path(__file__).resolve().parent.parent
 LARGE_CLIENTS = {"poetry_endpoints", "asyncio", "classic", "floor"}
 MANY_VARIANTS = {"endpoints tcp:", "endpoints HOST:PORT", "endpoints localhost:PORT", "asyncio"}
+STREAM_CLIENTS = {"get -o FILE", "library stream", "floor + write", "floor + write + fsync"}
+STREAMING = {"get -o FILE", "library stream"}
 
 
 def quick_run(output: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -53,7 +55,7 @@ def test_quick_runs_write_every_number_and_the_second_compares_with_the_first(
 
 
 def check_every_number(doc: dict[str, Any], stdout: str) -> None:
-
+    """Every client and target of one run is in its JSON and its table, verdicts consistent."""
     assert set(doc["large"]) == LARGE_CLIENTS
     for name, row in doc["large"].items():
         assert row["mb_per_s"] > 0, name
@@ -73,10 +75,29 @@ def check_every_number(doc: dict[str, Any], stdout: str) -> None:
         assert row["median_wall_s"] > 0, name
         assert row["median_cpu_s"] > 0, name
 
-    assert len(doc["targets"]) == 6
-    assert all(isinstance(t["value"], float) and t["value"] > 0 for t in doc["targets"])
+    # Streaming: every client wrote the whole poem (each checks its file's size) and
+    # was timed; the memory run covers the streaming clients, not the floor.
+    assert set(doc["stream"]) == STREAM_CLIENTS
+    for name, row in doc["stream"].items():
+        assert row["mb_per_s"] > 0, name
+        assert row["median_peak_rss_bytes"] > 0, name
+        assert row["baseline_rss_bytes"] > 0, name
+    assert doc["stream"]["floor + write"]["x_floor"] == 1.0
+    assert set(doc["memory"]) == STREAMING
+    for name, row in doc["memory"].items():
+        assert row["peak_rss_bytes"] > 0, name
+        assert row["wall_s"] > 0, name
+    # The first byte came out of head before the server's pause ended.
+    first = doc["first_byte"]
+    assert len(first["latencies_ms"]) == 1
+    assert 0 < first["median_ms"] < first["pause_s"] * 1000
+
+    names = {t["name"] for t in doc["targets"]}
+    assert len(names) == len(doc["targets"]) == 12
+    assert not any("socket floor" in name for name in names)  # the withdrawn target
+    assert all(isinstance(t["value"], float) for t in doc["targets"])
     # The table names every client and every target, with its mark.
-    for name in LARGE_CLIENTS | MANY_VARIANTS:
+    for name in LARGE_CLIENTS | MANY_VARIANTS | STREAM_CLIENTS:
         assert name in stdout
     for target in doc["targets"]:
         assert target["name"] in stdout
@@ -88,3 +109,22 @@ def check_every_number(doc: dict[str, Any], stdout: str) -> None:
         assert target["ok"] is passed, target
         (row,) = [line for line in rows if target["name"] in line]
         assert row.split()[0] == ("PASS" if passed else "FAIL"), row
+
+
+def test_a_client_reports_its_own_peak_not_its_parents(tmp_path: Path) -> None:
+    # ru_maxrss survives fork and exec: a client started by a parent that once
+    # held 256 MiB would report at least that.  The client's own peak (VmHWM)
+    # after importing a few modules is a few tens of MiB.
+    held = b"x" * (256 * 1024 * 1024)  # written, so resident
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "clients" / "floor.py"), "baseline"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
+    del held
+    assert done.returncode == 0, done.stderr
+    peak = json.loads(done.stdout)["maxrss"]
+    assert 0 < peak < 64 * 1024 * 1024, peak

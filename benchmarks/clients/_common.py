@@ -8,14 +8,16 @@ same imports) and prints one JSON line on stdout::
     {"wall": s, "cpu": s, "bytes": n, "poems": n, "maxrss": bytes}
 
 ``wall`` and ``cpu`` cover the job only (not interpreter start-up or imports);
-``maxrss`` is the peak resident set size of the whole process.
+``maxrss`` is this process's own peak resident set size (``VmHWM`` from
+``/proc/self/status``).  Not ``ru_maxrss``: across fork and exec it keeps the
+parent's peak when that is higher, so a small child of a big runner (or of
+pytest) would report the parent's figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +34,8 @@ class Job:
     count: int
     concurrency: int
     form: str
+    #: The folder a streaming client writes its file into.
+    folder: str
 
 
 def parse_args(forms: tuple[str, ...] = ("tcp",)) -> Job:
@@ -43,8 +47,9 @@ def parse_args(forms: tuple[str, ...] = ("tcp",)) -> Job:
     parser.add_argument("--count", type=int, default=1, help="poems (many)")
     parser.add_argument("--concurrency", type=int, default=1, help="at once (many)")
     parser.add_argument("--form", choices=forms, default=forms[0], help="source string form")
+    parser.add_argument("--dir", default=".", help="folder for the file (streaming clients)")
     ns = parser.parse_args()
-    return Job(ns.mode, ns.port, ns.size, ns.count, ns.concurrency, ns.form)
+    return Job(ns.mode, ns.port, ns.size, ns.count, ns.concurrency, ns.form, ns.dir)
 
 
 class Stopwatch:
@@ -61,19 +66,27 @@ class Stopwatch:
         self.cpu = time.process_time() - self.cpu
 
 
+def peak_rss() -> int:
+    """This process's own peak resident set size in bytes (Linux: C{VmHWM})."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # the kernel reports kB
+    raise SystemExit("no VmHWM in /proc/self/status: peak memory cannot be measured")
+
+
 def report(job: Job, watch: Stopwatch, sizes: list[int]) -> None:
     """Check every poem arrived whole, then print the report line."""
     if job.mode != "baseline":
         expected = 1 if job.mode == "large" else job.count
         if len(sizes) != expected or any(size != job.size for size in sizes):
             sys.exit(f"wrong poems: expected {expected} x {job.size} bytes, got {sizes[:5]}...")
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     line = {
         "wall": watch.wall,
         "cpu": watch.cpu,
         "bytes": sum(sizes),
         "poems": len(sizes),
-        "maxrss": peak_kib * 1024,
+        "maxrss": peak_rss(),
     }
     print(json.dumps(line), flush=True)
 
