@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
+from .client import poem_decoding
 from .decoding import UnusableCodec, poem_codec, shown_name
 from .errors import PoetryError
 from .protocol import ProgressCallback
@@ -52,15 +53,23 @@ class PoemFile:
     `PoetryClient.stream`.  Then L{commit} to put the whole poem in place,
     or L{discard} to remove the temporary file; after either, it is closed.
 
+    A poem is kept only if it decodes, checked as the bytes arrive, with the
+    rule `PoetryClient.get` decodes by: C{encoding} if given, else the
+    charset an HTTP server declares (L{charset_declared}, which
+    `PoetryClient.stream` calls before the first byte), else UTF-8.  A piece
+    that does not decode, or a declared charset that is unknown or cannot
+    decode a poem, raises `PoetryError` of kind ``decode`` (naming
+    C{source}), which as a sink aborts the download.
+
     @param path: the final name.
-    @param encoding: if not C{None}, the bytes are checked, as they arrive,
-        to decode with this codec and C{errors}; a piece that does not
-        raises `PoetryError` of kind ``decode`` (naming C{source}), which
-        as a sink aborts the download.
+    @param encoding: the codec chosen by the caller, over any declared one.
+    @param errors: the decoding error handler (``replace`` never fails).
     @param source: the source's name, for the decode error.
+    @param check: C{False} writes the bytes as they come, unchecked (for a
+        poem already decoded, or bytes that are not text).
     @raise OSError: the temporary file cannot be created.
-    @raise LookupError, ValueError: C{encoding} is unknown or cannot decode
-        a poem.
+    @raise LookupError, ValueError: C{encoding} or C{errors} is unknown, or
+        C{encoding} cannot decode a poem.
     """
 
     def __init__(
@@ -70,28 +79,47 @@ class PoemFile:
         encoding: str | None = None,
         errors: str = "strict",
         source: str = "",
+        check: bool = True,
     ) -> None:
         self.path = Path(path)
         self.source = source or str(path)
         self.written = 0
+        self._check = check
+        self._chosen = encoding
+        self._declared: str | None = None
+        self._errors = errors
+        self._encoding = ""
         self._decoder: codecs.IncrementalDecoder | None = None
-        self._encoding = encoding
-        if encoding is not None:
-            try:
-                info = poem_codec(encoding)
-            except UnusableCodec as e:
-                raise ValueError(f"encoding {shown_name(encoding)!r} is {e}") from None
+        if check:
+            if encoding is not None:
+                try:
+                    poem_codec(encoding)
+                except UnusableCodec as e:
+                    raise ValueError(f"encoding {shown_name(encoding)!r} is {e}") from None
             codecs.lookup_error(errors)
-            self._decoder = info.incrementaldecoder(errors)
         self.temporary, self._file = _create_temporary(self.path)
         _open_files.add(self)
 
     def __call__(self, data: bytes) -> None:
         self.write(data)
 
+    def charset_declared(self, charset: str | None) -> None:
+        """
+        The charset an HTTP response declares (C{None}: none), told before
+        its first byte; it decides the check unless C{encoding} was given.
+
+        Never raises: a charset that cannot decode a poem fails the first
+        L{write}, or L{commit} for an empty poem, as it fails `get`.
+        """
+        if self.written:
+            return  # the bytes so far were checked with another codec: keep it
+        self._declared = charset
+        self._decoder = None
+
     def write(self, data: bytes) -> None:
-        """Append C{data}, checking that it decodes if asked to."""
-        if self._decoder is not None:
+        """Append C{data}, checking that it decodes unless told not to."""
+        if self._check:
+            decoder = self._decoder or self._start_decoding()
             # The text is thrown away.  Decoding a 1 MiB read whole makes a
             # 1 MiB str, fresh pages from the allocator each time; 64 KiB
             # slices are reused from its free lists (64 MiB to a file with
@@ -99,39 +127,43 @@ class PoemFile:
             start = 0
             try:
                 if len(data) <= DECODE_SLICE:
-                    self._decoder.decode(data)
+                    decoder.decode(data)
                 else:
                     view = memoryview(data)
                     for start in range(0, len(data), DECODE_SLICE):
-                        self._decoder.decode(bytes(view[start : start + DECODE_SLICE]))
-            except UnicodeDecodeError as e:
-                raise PoetryError(
-                    self.source,
-                    "decode",
-                    f"not valid {shown_name(self._encoding or '')}: {e.reason} "
-                    f"near byte {self.written + start + e.start}",
-                ) from None
+                        decoder.decode(bytes(view[start : start + DECODE_SLICE]))
+            except UnicodeError as e:
+                where = f"near byte {self.written + start + _start(e)}"
+                raise self._not_valid(e, where) from None
         self._file.write(data)
         self.written += len(data)
 
+    def _start_decoding(self) -> codecs.IncrementalDecoder:
+        self._encoding, info = poem_decoding(self.source, self._chosen, self._declared)
+        self._decoder = info.incrementaldecoder(self._errors)
+        return self._decoder
+
+    def _not_valid(self, error: UnicodeError, where: str) -> PoetryError:
+        reason = error.reason if isinstance(error, UnicodeDecodeError) else str(error)
+        return PoetryError(
+            self.source, "decode", f"not valid {shown_name(self._encoding)}: {reason} {where}"
+        )
+
     def commit(self) -> None:
         """
-        Check the end decodes, flush to disk, and rename onto C{path}.
+        Check the end decodes (for an empty poem: that its codec can decode
+        a poem), flush to disk, and rename onto C{path}.
 
         On any failure the temporary file is removed, and the exception
         (`PoetryError` ``decode``, or C{OSError}) raised.
         """
         try:
-            if self._decoder is not None:
+            if self._check:
+                decoder = self._decoder or self._start_decoding()
                 try:
-                    self._decoder.decode(b"", True)
-                except UnicodeDecodeError as e:
-                    raise PoetryError(
-                        self.source,
-                        "decode",
-                        f"not valid {shown_name(self._encoding or '')}: {e.reason} at the end "
-                        f"(byte {self.written})",
-                    ) from None
+                    decoder.decode(b"", True)
+                except UnicodeError as e:
+                    raise self._not_valid(e, f"at the end (byte {self.written})") from None
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
@@ -167,7 +199,8 @@ def write_poem(
     path: str | os.PathLike[str],
     *,
     encoding: str | None = None,
-    errors: str = "strict",
+    errors: str | None = None,
+    check: bool = True,
     progress: ProgressCallback | None = None,
 ) -> Deferred[Streamed]:
     """
@@ -175,9 +208,14 @@ def write_poem(
 
     @param client: a `PoetryClient`: its caps, timeouts and retries apply.
     @param source: anything `PoetryClient.stream` takes.
-    @param encoding: if not C{None}, check as it streams that the poem
-        decodes with this codec and C{errors}; it fails with kind
-        ``decode`` as soon as it does not (and no file is left).
+    @param encoding: the codec the poem must decode with, checked as it
+        streams; C{None}: the client's C{encoding}, else the charset an HTTP
+        server declares, else UTF-8 (the rule of `PoetryClient.get`).  It
+        fails with kind ``decode`` as soon as the poem does not decode, or
+        the server declares a charset that cannot decode a poem (and no
+        file is left).
+    @param errors: the error handler; C{None}: the client's C{errors}.
+    @param check: C{False} keeps the bytes as they come, unchecked.
     @return: fires with the L{Streamed} summary once the whole poem is at
         C{path}; or fails with the download's `PoetryError`, a decode
         `PoetryError`, or the C{OSError} of writing the file.  Either way
@@ -186,7 +224,13 @@ def write_poem(
     """
     try:
         name = client.parse(source).name
-        poem_file = PoemFile(path, encoding=encoding, errors=errors, source=name)
+        poem_file = PoemFile(
+            path,
+            encoding=client.encoding if encoding is None else encoding,
+            errors=client.errors if errors is None else errors,
+            source=name,
+            check=check,
+        )
     except Exception:
         return fail(Failure())
 
@@ -199,6 +243,10 @@ def write_poem(
 
     streaming: Deferred[Streamed] = client.stream(source, poem_file, progress=progress)
     return streaming.addBoth(done)
+
+
+def _start(error: UnicodeError) -> int:
+    return error.start if isinstance(error, UnicodeDecodeError) else 0
 
 
 def _create_temporary(path: Path) -> tuple[Path, BinaryIO]:

@@ -140,6 +140,10 @@ class HTTPBodyProtocol(PoetryProtocol):
         """Fail C{finished} with C{error}, the connection being already gone."""
         self._finish(Failure(error))
 
+    def abort_with(self, failure: Failure) -> None:
+        """Fail C{finished} with C{failure} (any exception) and abort the connection."""
+        self._abort(failure)
+
 
 def _abort(transport: object) -> None:
     # A body's transport is a proxy whose stopProducing only closes gently;
@@ -260,7 +264,9 @@ class HTTPFetcher:
         GET C{source}; fires with the body and the declared charset.
 
         With a C{sink}, a 2xx body goes to it as it arrives (see
-        `PoetryProtocol`) and the body fired with is empty.
+        `PoetryProtocol`) and the body fired with is empty.  A sink with a
+        C{charset_declared} method is first called with the response's
+        declared charset (C{None} if none), before the body's first byte.
         """
         client = self._settings
         request: Deferred[Any]
@@ -317,9 +323,22 @@ class HTTPFetcher:
             expect = getattr(progress, "expect", None)
             if ok and expect is not None and isinstance(response.length, int):
                 expect(response.length)
+            charset = _charset(response) if ok else None
+            declared = getattr(sink, "charset_declared", None)
+            refused: Failure | None = None
+            if ok and declared is not None:
+                # Before the first byte: a sink that checks the poem decodes
+                # as it streams (a file) must know the codec from the start.
+                try:
+                    declared(charset)
+                except Exception:
+                    refused = Failure()
             _deliver(response, body)
+            if refused is not None:
+                # As for a sink whose write raises: its own exception, and
+                # the connection cut rather than left half-read.
+                body.abort_with(refused)
             if ok:
-                charset = _charset(response)
                 return finished.addCallback(lambda data: (data, charset))
             status = f"HTTP {response.code} {response.phrase.decode('latin-1')}".rstrip()
             error = PoetryError(source.name, "http-status", status)

@@ -15,6 +15,8 @@ The rules:
   - other durations (C{--delay}, C{--cache-seconds}) are 0 or more, finite;
   - counts are whole numbers with a minimum; C{--max-clients} also takes
     C{none} for no limit;
+  - sizes are bytes with an optional K/M/G suffix, at least 1, except the
+    proxy's C{--cache-max-bytes}, where C{0} means "keep nothing";
   - files must exist and be readable now, not when first used.
 
 This module lives at the top of the package, not in ``cli/``, because the
@@ -127,13 +129,7 @@ def count_or_none(text: str) -> int | None:
         raise BadValue(f"{e} (none: no limit)") from None
 
 
-def size(text: str) -> int:
-    """
-    The number of bytes C{text} names: ``4096``, ``64K``, ``16M``, ``1G``.
-
-    Suffixes are case-insensitive and may be followed by ``B`` or ``iB``
-    (``64k``, ``64KB``, ``64KiB`` all mean 65536).
-    """
+def _size(text: str) -> int:
     match = _SIZE.fullmatch(text.strip())
     if match is None:
         raise BadValue(f"{shown(text[:40])} is not a size; expected {SIZE_FORMS}")
@@ -141,10 +137,25 @@ def size(text: str) -> int:
         number = int(match["number"])
     except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
         raise BadValue(f"{shown(text[:40])} is not a size; expected {SIZE_FORMS}") from None
-    value = number * _UNITS[match["unit"].lower()]
+    return number * _UNITS[match["unit"].lower()]
+
+
+def size(text: str) -> int:
+    """
+    The number of bytes C{text} names: ``4096``, ``64K``, ``16M``, ``1G``.
+
+    Suffixes are case-insensitive and may be followed by ``B`` or ``iB``
+    (``64k``, ``64KB``, ``64KiB`` all mean 65536).
+    """
+    value = _size(text)
     if value < 1:
         raise BadValue(f"{shown(text)} is not a size of at least one byte")
     return value
+
+
+def size_from_0(text: str) -> int:
+    """As L{size}, but C{0} is allowed (for a bound where 0 means "keep nothing")."""
+    return _size(text)
 
 
 def readable_file(text: str) -> str:

@@ -37,11 +37,15 @@ class Delivery:
     The sink of one `PoetryClient.stream`, counting what it is given.
 
     It forwards producers to the sink only if the sink is an `IConsumer`: a
-    callable sink never pauses the connection.
+    callable sink never pauses the connection.  A sink with a
+    C{charset_declared(charset)} method is told each HTTP response's
+    declared charset before that response's first byte (see
+    L{charset_declared}).
     """
 
     def __init__(self, sink: Sink) -> None:
         self.delivered = 0
+        self._sink = sink
         self._consumer: IConsumer | None = None
         self._call: Callable[[bytes], object]
         if IConsumer.providedBy(sink):
@@ -65,3 +69,13 @@ class Delivery:
     def write(self, data: bytes) -> None:
         self.delivered += len(data)
         self._call(data)
+
+    def charset_declared(self, charset: str | None) -> None:
+        """
+        Pass on an HTTP response's declared charset (C{None}: none declared),
+        before its first byte, to a sink that has a C{charset_declared}
+        method; others never hear of it.
+        """
+        declared = getattr(self._sink, "charset_declared", None)
+        if declared is not None:
+            declared(charset)

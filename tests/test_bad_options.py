@@ -33,6 +33,7 @@ DURATION = ["-1", "inf", "nan", "", "soon", "1e999"]
 COUNT = ["0", "-1", "", "x", "1.5", "inf", "nan", HUGE]
 COUNT_FROM_0 = ["-1", "", "x", "1.5", "inf", "nan", HUGE]
 SIZE = ["0", "-1", "", "x", "12X", "1T", "inf", "nan", HUGE]
+SIZE_FROM_0 = [value for value in SIZE if value != "0"]
 LISTEN = ["", "tcp:abc", "tpc:1", "unix:", "tcp:0:bogus=1", "ssl:0:certKey=/nonexistent"]
 UPSTREAM = ["", "tpc:localhost:1", "tcp:nohost", "ftp://127.0.0.1/", "a\nb"]
 
@@ -82,6 +83,7 @@ TABLE: dict[str, tuple[list[str], dict[str, Any]]] = {
             "--upstream": UPSTREAM,
             "--listen": LISTEN,
             "--cache-seconds": DURATION,
+            "--cache-max-bytes": SIZE_FROM_0,
             "--timeout": SECONDS,
             "--idle-timeout": SECONDS,
             "--write-timeout": SECONDS,
@@ -267,6 +269,7 @@ def test_one_error_type_from_every_option_type() -> None:
         (options.count(1), "0"),
         (options.count_or_none, "0"),
         (options.size, "0"),
+        (options.size_from_0, "-1"),
         (options.readable_file, "/nonexistent"),
         (options.pem_file, "/nonexistent"),
         (options.listen, "tcp:abc"),

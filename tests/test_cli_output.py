@@ -12,6 +12,7 @@ import http.server
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -302,3 +303,87 @@ class _Redirecting:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(WAIT)
+
+
+# A file from an HTTP source is checked with the charset its server declares.
+
+LATIN_1 = "Ça, c'est un poème.\n".encode("latin-1")  # valid latin-1, not UTF-8
+CHARSETS = {"/latin-1": b"latin-1", "/utf-8": b"utf-8", "/none": None, "/punycode": b"punycode"}
+
+
+class _DeclaringServer:
+    """
+    Raw sockets in a thread: each request for a path of L{CHARSETS} gets
+    L{LATIN_1}, declared in that charset (``/none``: no charset), then a
+    clean close.
+    """
+
+    def __enter__(self) -> _DeclaringServer:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        deadline = time.monotonic() + WAIT
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(WAIT)
+                request = b""
+                while b"\r\n\r\n" not in request and len(request) < 65536:
+                    piece = connection.recv(4096)
+                    if not piece:
+                        break
+                    request += piece
+                path = request.split(b" ")[1].decode() if request.count(b" ") >= 2 else ""
+                charset = CHARSETS.get(path)
+                content_type = b"text/plain" + (b"; charset=" + charset if charset else b"")
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: "
+                    + content_type
+                    + b"\r\nContent-Length: %d\r\n\r\n" % len(LATIN_1)
+                    + LATIN_1
+                )
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(WAIT)
+        self.listener.close()
+
+
+def test_output_file_keeps_a_poem_only_if_it_decodes_in_the_declared_charset(
+    tmp_path: Path,
+) -> None:
+    kept, refused = tmp_path / "kept.txt", tmp_path / "refused.txt"
+    with _DeclaringServer() as server:
+        good = get("-o", str(kept), server.url("/latin-1"))
+        bad = get("-o", str(refused), server.url("/utf-8"))
+    assert good.returncode == 0, good.stderr
+    assert kept.read_bytes() == LATIN_1
+    assert bad.returncode == 1
+    (line,) = lines(bad)
+    assert line.endswith("[decode]") and "not valid utf-8" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
+
+
+def test_output_dir_checks_each_poem_with_its_declared_charset(tmp_path: Path) -> None:
+    out = tmp_path / "poems"
+    with _DeclaringServer() as server:
+        result = get("--output-dir", str(out), *(server.url(path) for path in CHARSETS))
+    assert result.returncode == 1
+    failures = [line for line in lines(result) if line.endswith("[decode]")]
+    assert len(failures) == 3, lines(result)
+    assert any("charset 'punycode'" in line for line in failures), failures
+    (only,) = out.iterdir()  # the latin-1 poem, nothing else, no temporary
+    assert only.read_bytes() == LATIN_1
+    assert "latin-1" in only.name

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from twisted.internet.protocol import Factory, Protocol
-from web_helpers import WebTest, inline
+from web_helpers import WebTest, inline, raw_factory
 
 from conftest import subprocess_env
 from poetry_endpoints import PoemFile, PoetryError, write_poem
@@ -119,6 +119,84 @@ class WritePoemTests(WebTest):
         self.assertEqual(error.kind, "cancelled")
         self.assertEqual(leftovers(self.folder), [])
         self.assertFalse(target.exists())
+
+
+LATIN_1 = "Ça, c'est un poème.\n".encode("latin-1") * 100  # not UTF-8: \xc7 then "a"
+
+
+def http_response(body: bytes, content_type: bytes | None) -> bytes:
+    """A whole HTTP/1.1 response declaring C{content_type} (or no Content-Type)."""
+    head = b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+    if content_type is not None:
+        head += b"Content-Type: " + content_type + b"\r\n"
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class DeclaredCharsetTests(WebTest):
+    """A file from an HTTP source is checked with the charset its server declares."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.folder = Path(tempfile.mkdtemp(prefix="poetry-files-"))
+        self.addCleanup(shutil.rmtree, self.folder, True)
+        self.target = self.folder / "poem.txt"
+
+    def url(self, body: bytes, content_type: bytes | None) -> str:
+        port, _ = self.listen(raw_factory(http_response(body, content_type)))
+        return f"http://127.0.0.1:{port}/poem"
+
+    @inline
+    async def test_the_declared_charset_decides_which_poem_is_kept(self) -> None:
+        url = self.url(LATIN_1, b"text/plain; charset=latin-1")
+        streamed = await write_poem(self.client(), url, self.target)
+        self.assertEqual((self.target.read_bytes(), streamed.bytes), (LATIN_1, len(LATIN_1)))
+        self.target.unlink()
+        # The same bytes declared UTF-8, or nothing declared (UTF-8 then).
+        for content_type in (b"text/plain; charset=utf-8", b"text/plain", None):
+            error = await self.fail_with(
+                write_poem(self.client(), self.url(LATIN_1, content_type), self.target)
+            )
+            self.assertEqual(error.kind, "decode", content_type)
+            self.assertIn("not valid utf-8", error.reason)
+            self.assertEqual(list(self.folder.iterdir()), [], content_type)
+
+    @inline
+    async def test_a_declared_codec_that_cannot_decode_a_poem_leaves_no_file(self) -> None:
+        for charset, why in [
+            (b"punycode", "too slow"),
+            (b"rot13", "not a text encoding"),
+            (b"no-such-charset", "unknown charset"),
+        ]:
+            for body in (b"plain ascii", b""):
+                url = self.url(body, b"text/plain; charset=" + charset)
+                error = await self.fail_with(write_poem(self.client(), url, self.target))
+                self.assertEqual(error.kind, "decode", charset)
+                self.assertIn(why, error.reason)
+                self.assertEqual(list(self.folder.iterdir()), [], (charset, body))
+        # An encoding the caller chose wins over the server's word, as for get.
+        url = self.url(LATIN_1, b"text/plain; charset=punycode")
+        await write_poem(self.client(encoding="cp1252"), url, self.target)
+        self.assertEqual(self.target.read_bytes(), LATIN_1)
+
+    @inline
+    async def test_unchecked_keeps_any_bytes(self) -> None:
+        url = self.url(LATIN_1, b"text/plain; charset=punycode")
+        await write_poem(self.client(), url, self.target, check=False)
+        self.assertEqual(self.target.read_bytes(), LATIN_1)
+
+    @inline
+    async def test_a_sink_whose_charset_hook_raises_fails_with_its_exception(self) -> None:
+        class Refusing:
+            def __call__(self, data: bytes) -> None:
+                raise AssertionError("no byte may reach the sink")
+
+            def charset_declared(self, charset: str | None) -> None:
+                raise RuntimeError(f"refused {charset}")
+
+        url = self.url(LATIN_1, b"text/plain; charset=latin-1")
+        client = self.client()
+        with self.assertRaisesRegex(RuntimeError, "refused latin-1"):
+            await client.stream(url, Refusing())
 
 
 @pytest.fixture

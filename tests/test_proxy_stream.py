@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,12 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from poetry_endpoints import PoetryClient, PoetryError, get_poetry
+from poetry_endpoints.cli import build_parser
+from poetry_endpoints.cli.proxy import proxy_config
 from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory
 from poetry_endpoints.servers.proxy import PoetryProxyFactory, PoetryProxyProtocol, UpstreamCache
+from poetry_endpoints.servers.proxytap import Options as ProxyOptions
+from poetry_endpoints.servers.service import ConfigError, ProxyConfig, build_proxy, when_listening
 from poetry_endpoints.streaming import Streamed
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -264,6 +269,48 @@ class CacheBound(TestCase):
         for _ in range(3):
             self.assertEqual((await get_poetry(reactor, source)).data, b"b" * 101)
         self.assertEqual(server.connections, 3)
+
+
+class CacheMaxBytesOption(TestCase):
+    """C{--cache-max-bytes} of both command lines reaches the proxy's cache."""
+
+    async def fetches(self, config: ProxyConfig, poem: bytes, clients: int) -> int:
+        """How many times a real upstream is fetched from for C{clients} clients in a row."""
+        server = CountingFactory([PoemFile("one", poem)], reactor)
+        listening = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(server)
+        self.addCleanup(listening.stopListening)
+        config = replace(config, upstream=f"tcp:127.0.0.1:{listening.getHost().port}")
+        service = build_proxy(reactor, config)
+        service.startService()
+        self.addCleanup(service.stopService)
+        (source,) = await when_listening(service)
+        for _ in range(clients):
+            self.assertEqual((await get_poetry(reactor, source, encoding="latin-1")).data, poem)
+        return server.connections
+
+    def configs(self, *words: str) -> list[ProxyConfig]:
+        """The proxy's settings as ``proxy`` and ``twist poetry-proxy`` read C{words}."""
+        argv = ["-u", "tcp:127.0.0.1:1", "-l", "tcp:0:interface=127.0.0.1", *words]
+        twist = ProxyOptions()
+        twist.parseOptions(argv)
+        return [proxy_config(build_parser().parse_args(["proxy", *argv])), twist["config"]]
+
+    async def test_a_poem_over_the_option_is_fetched_again_and_one_under_it_is_not(self) -> None:
+        poem = b"p" * 2000
+        for config in self.configs("--cache-seconds", "60", "--cache-max-bytes", "1999"):
+            self.assertEqual(await self.fetches(config, poem, clients=2), 2)
+        for config in self.configs("--cache-seconds", "60", "--cache-max-bytes", "2K"):
+            self.assertEqual(await self.fetches(config, poem, clients=2), 1)
+
+    async def test_zero_caches_nothing(self) -> None:
+        for config in self.configs("--cache-seconds", "60", "--cache-max-bytes", "0"):
+            self.assertEqual(config.cache_max_bytes, 0)
+            self.assertEqual(await self.fetches(config, b"x", clients=2), 2)
+
+    def test_a_negative_bound_from_the_library_is_a_config_error(self) -> None:
+        config = ProxyConfig(upstream="tcp:127.0.0.1:1", cache_max_bytes=-1)
+        with self.assertRaisesRegex(ConfigError, "--cache-max-bytes must be 0 or more"):
+            build_proxy(reactor, config)
 
 
 # --- the fan-out step by step: a fake clock, fake connections -----------------------------------

@@ -21,7 +21,7 @@ from ..client import PoetryClient, cancel_all
 from ..errors import PoetryError
 from ..files import remove_temporaries, write_poem
 from ..poem import Poem
-from ..sources import HTTPSource, Source
+from ..sources import Source
 from ..streaming import Streamed
 from . import status
 from .output import (
@@ -207,8 +207,6 @@ class Fetch:
                         self.client,
                         source,
                         self.output.target(index),
-                        encoding=self._checked_encoding(source),
-                        errors=self.client.errors,
                         progress=tracker,
                     )
                     download.addCallbacks(
@@ -272,14 +270,6 @@ class Fetch:
     def _succeeded(self, poem: Poem, index: int, tracker: Tracker) -> None:
         tracker.succeeded(len(poem.data))
         self._arrived(index, poem)
-
-    def _checked_encoding(self, source: Source) -> str | None:
-        """The codec a poem written to a file must decode with, checked as it streams."""
-        if self.client.encoding is not None:
-            return self.client.encoding
-        # An HTTP server's charset is not known here before the bytes
-        # arrive; only a poem from a source that has none is checked.
-        return None if isinstance(source, HTTPSource) else "utf-8"
 
     def _written(self, summary: Streamed, index: int, tracker: Tracker) -> None:
         self._in_flight -= 1

@@ -316,7 +316,8 @@ class _AtomicFiles:
 
     def poem(self, index: int, poem: Poem) -> None:
         target = self.target(index)
-        poem_file = PoemFile(target, source=poem.source)
+        # Already decoded (with the client's codec and error handler).
+        poem_file = PoemFile(target, source=poem.source, check=False)
         try:
             poem_file.write(poem.data)
         except BaseException:

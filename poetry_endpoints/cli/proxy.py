@@ -1,4 +1,4 @@
-"""``poetry-endpoints proxy``: serve each connection the poem fetched from an upstream source."""
+"""``poetry-endpoints proxy``: serve each connection the poem streamed from an upstream source."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from .. import options
 from ..defaults import (
     DEFAULT_CACHE_SECONDS,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_PROXY_CACHE_MAX_BYTES,
     DEFAULT_PROXY_LISTEN,
     DEFAULT_PROXY_MAX_CLIENTS,
     DEFAULT_PROXY_TIMEOUT,
@@ -22,12 +23,13 @@ def add_parser(commands: Any) -> None:
     """Register the ``proxy`` subcommand."""
     parser = commands.add_parser(
         "proxy",
-        help="serve poems fetched from an upstream source",
-        description="Listen on endpoints and serve each connection the poem fetched from "
-        "the upstream SOURCE (tcp:, unix:, tls:, http(s)://, HOST:PORT...), cached for "
-        "--cache-seconds. When the upstream fails, a TCP connection is aborted (RST), never "
-        "closed cleanly, so clients see an incomplete poem rather than a short one (a Unix "
-        "socket has no reset: there the client sees an empty poem).",
+        help="serve poems streamed from an upstream source",
+        description="Listen on endpoints and serve each connection the poem streamed from "
+        "the upstream SOURCE (tcp:, unix:, tls:, http(s)://, HOST:PORT...) as it arrives; a "
+        "poem of at most --cache-max-bytes is cached for --cache-seconds. When the upstream "
+        "fails, even mid-poem, a TCP connection is aborted (RST), never closed cleanly, so "
+        "clients see an incomplete poem rather than a short one (a Unix socket has no reset: "
+        "there the client sees the poem cut short).",
     )
     add_listen_option(parser, DEFAULT_PROXY_LISTEN)
     parser.add_argument(
@@ -43,8 +45,19 @@ def add_parser(commands: Any) -> None:
         type=options.for_argparse(options.duration),
         default=DEFAULT_CACHE_SECONDS,
         metavar="N",
-        help="serve a fetched poem again for N seconds; 0: fetch for every connection, "
-        f"connections during one fetch sharing it (default: {DEFAULT_CACHE_SECONDS:g})",
+        help="serve a fetched poem of at most --cache-max-bytes again for N seconds; 0: "
+        "fetch for every connection, connections during one fetch sharing it "
+        f"(default: {DEFAULT_CACHE_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--cache-max-bytes",
+        type=options.for_argparse(options.size_from_0),
+        default=DEFAULT_PROXY_CACHE_MAX_BYTES,
+        metavar="SIZE",
+        help="the largest poem kept in memory (bytes, or with a K, M or G suffix): cached "
+        "for --cache-seconds, and shared with clients that arrive during its fetch; bigger "
+        "poems are streamed to each fetch's clients only; 0: keep nothing "
+        f"(default: {DEFAULT_PROXY_CACHE_MAX_BYTES})",
     )
     parser.add_argument(
         "-t",
@@ -75,8 +88,9 @@ def add_parser(commands: Any) -> None:
         type=options.for_argparse(options.timeout),
         default=DEFAULT_PROXY_WRITE_TIMEOUT,
         metavar="SECONDS",
-        help="abort a client that has not taken its whole poem SECONDS after it was written, "
-        "so that clients that never read cannot keep poems in memory; 0 or none for no limit "
+        help="seconds a client may leave bytes untaken (its send buffer full, or the end of "
+        "the poem unsent) before it is reset, so that a stalled client holds neither memory "
+        "nor the other clients of its fetch; 0 or none for no limit "
         f"(default: {DEFAULT_PROXY_WRITE_TIMEOUT:g})",
     )
     parser.add_argument(
@@ -85,8 +99,9 @@ def add_parser(commands: Any) -> None:
         default=DEFAULT_PROXY_MAX_CLIENTS,
         metavar="N",
         help="clients served at once, all listeners together; further clients wait to be "
-        "accepted until one is done; memory grows with N times the poem size; 'none' for "
-        f"no limit (default: {DEFAULT_PROXY_MAX_CLIENTS})",
+        "accepted until one is done; memory grows with N times a send buffer (and, for "
+        "clients that join a fetch late, up to --cache-max-bytes each), not with the poem "
+        f"size; 'none' for no limit (default: {DEFAULT_PROXY_MAX_CLIENTS})",
     )
 
 
@@ -102,6 +117,7 @@ def proxy_config(args: argparse.Namespace) -> ProxyConfig:
         upstream=args.upstream,
         listen=tuple(args.listen) or (DEFAULT_PROXY_LISTEN,),
         cache_seconds=args.cache_seconds,
+        cache_max_bytes=args.cache_max_bytes,
         timeout=args.timeout,
         idle_timeout=args.idle_timeout,
         cacert=args.cacert,

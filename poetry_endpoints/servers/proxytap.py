@@ -18,6 +18,7 @@ from .. import options
 from ..defaults import (
     DEFAULT_CACHE_SECONDS,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_PROXY_CACHE_MAX_BYTES,
     DEFAULT_PROXY_LISTEN,
     DEFAULT_PROXY_MAX_CLIENTS,
     DEFAULT_PROXY_TIMEOUT,
@@ -33,10 +34,12 @@ class Options(ListenOptions):
     default_listen = DEFAULT_PROXY_LISTEN
     synopsis = "--upstream SOURCE [options]"
     longdesc = (
-        "Serve each connection the poem fetched from an upstream source (tcp:, unix:, tls:, "
-        "http(s):// ...), cached for --cache-seconds. When the upstream fails, the connection "
-        "is aborted rather than closed, so clients never take a partial poem for a whole one. "
-        "Clients that never read are bounded by --write-timeout and --max-clients. "
+        "Serve each connection the poem streamed from an upstream source (tcp:, unix:, tls:, "
+        "http(s):// ...) as it arrives; a poem of at most --cache-max-bytes is cached for "
+        "--cache-seconds. When the upstream fails, even mid-poem, the connection is aborted "
+        "rather than closed, so clients never take a partial poem for a whole one. "
+        "The slowest client paces the upstream; clients that stop reading are bounded by "
+        "--write-timeout and --max-clients. "
         "Every timeout takes 0 or none for no limit."
     )
     optParameters: ClassVar[list[list[Any]]] = [
@@ -51,8 +54,17 @@ class Options(ListenOptions):
             "cache-seconds",
             None,
             DEFAULT_CACHE_SECONDS,
-            "Serve a fetched poem again for this long (0: no cache).",
+            "Serve a fetched poem of at most --cache-max-bytes again for this long (0: no cache).",
             options.for_twist("--cache-seconds", options.duration),
+        ],
+        [
+            "cache-max-bytes",
+            None,
+            DEFAULT_PROXY_CACHE_MAX_BYTES,
+            "The largest poem kept in memory (bytes, or with a K, M or G suffix): cached "
+            "for --cache-seconds and shared with clients that arrive during its fetch; "
+            "bigger poems are streamed to each fetch's clients only; 0: keep nothing.",
+            options.for_twist("--cache-max-bytes", options.size_from_0),
         ],
         [
             "timeout",
@@ -79,8 +91,8 @@ class Options(ListenOptions):
             "write-timeout",
             None,
             DEFAULT_PROXY_WRITE_TIMEOUT,
-            "Abort a client that has not taken its whole poem this many seconds after it "
-            "was written; 0 or none: no limit.",
+            "Seconds a client may leave bytes untaken (its send buffer full, or the end of "
+            "the poem unsent) before it is reset; 0 or none: no limit.",
             options.for_twist("--write-timeout", options.timeout),
         ],
         [
@@ -88,7 +100,8 @@ class Options(ListenOptions):
             None,
             DEFAULT_PROXY_MAX_CLIENTS,
             "Clients served at once, all listeners together; the others wait to be "
-            "accepted. A number, or none for no limit.",
+            "accepted. Memory grows with this times a send buffer, not with the poem size. "
+            "A number, or none for no limit.",
             options.for_twist("--max-clients", options.count_or_none),
         ],
     ]
@@ -100,6 +113,7 @@ class Options(ListenOptions):
             upstream=self["upstream"],
             listen=self.listen(),
             cache_seconds=self["cache-seconds"],
+            cache_max_bytes=self["cache-max-bytes"],
             timeout=self["timeout"],
             idle_timeout=self["idle-timeout"],
             cacert=self["cacert"],

@@ -26,6 +26,7 @@ from ..defaults import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LISTEN,
     DEFAULT_NUM_BYTES,
+    DEFAULT_PROXY_CACHE_MAX_BYTES,
     DEFAULT_PROXY_LISTEN,
     DEFAULT_PROXY_MAX_CLIENTS,
     DEFAULT_PROXY_TIMEOUT,
@@ -71,13 +72,19 @@ class ProxyConfig:
     Everything ``proxy`` and ``twist poetry-proxy`` are told.
 
     @ivar upstream: the source string each poem is fetched from.
-    @ivar cache_seconds: how long a fetched poem is served again; 0 fetches
-        for every connection (connections during one fetch still share it).
+    @ivar cache_seconds: how long a fetched poem of at most C{cache_max_bytes}
+        is served again; 0 fetches for every connection (connections during
+        one fetch still share it).
+    @ivar cache_max_bytes: the largest poem kept in memory: cached for
+        C{cache_seconds}, and shared with clients that arrive during its
+        fetch.  Bigger poems are streamed to their fetch's clients only.  0:
+        nothing is kept, and clients share a fetch only until its first byte.
     @ivar timeout: whole-attempt limit for each upstream fetch, or C{None}.
     @ivar idle_timeout: limit on upstream silence between reads, or C{None}.
     @ivar cacert: a PEM file whose CA is also trusted for C{tls:}/C{https:}.
-    @ivar write_timeout: seconds a client has to take its whole poem once it
-        is written before it is aborted, or C{None}.
+    @ivar write_timeout: seconds a client may leave bytes untaken (its send
+        buffer full, or the end of the poem unsent) before it is aborted
+        (reset), or C{None} for no limit.
     @ivar max_clients: clients served at once, all listeners together; the
         others wait to be accepted.  C{None}: no limit.
     """
@@ -85,6 +92,7 @@ class ProxyConfig:
     upstream: str
     listen: tuple[str, ...] = (DEFAULT_PROXY_LISTEN,)
     cache_seconds: float = DEFAULT_CACHE_SECONDS
+    cache_max_bytes: int = DEFAULT_PROXY_CACHE_MAX_BYTES
     timeout: float | None = DEFAULT_PROXY_TIMEOUT
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     cacert: str | None = None
@@ -280,6 +288,8 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
         raise ConfigError("nothing to listen on")
     if config.cache_seconds < 0:
         raise ConfigError(f"--cache-seconds must be 0 or more, not {config.cache_seconds:g}")
+    if config.cache_max_bytes < 0:
+        raise ConfigError(f"--cache-max-bytes must be 0 or more, not {config.cache_max_bytes}")
     if config.max_clients is not None and config.max_clients < 1:
         raise ConfigError(f"--max-clients must be at least 1, not {config.max_clients}")
     if config.write_timeout is not None and not config.write_timeout > 0:
@@ -305,7 +315,9 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
         raise ConfigError(str(e)) from None
     limit = None if config.max_clients is None else ConnectionLimit(reactor, config.max_clients)
     factory = PoetryProxyFactory(
-        UpstreamCache(client, upstream, config.cache_seconds),
+        UpstreamCache(
+            client, upstream, config.cache_seconds, cache_max_bytes=config.cache_max_bytes
+        ),
         limit=limit,
         write_timeout=config.write_timeout,
     )
