@@ -117,9 +117,9 @@ class PoemFile:
         self._decoder = None
 
     def write(self, data: bytes) -> None:
-<<<<<<< HEAD
-        """Append C{data}, checking that it decodes if asked to."""
-        if self._decoder is not None:
+        """Append C{data}, checking that it decodes unless told not to."""
+        if self._check:
+            decoder = self._decoder or self._start_decoding()
             # The text is thrown away.  Decoding a 1 MiB read whole makes a
             # 1 MiB str, fresh pages from the allocator each time; 64 KiB
             # slices are reused from its free lists (64 MiB to a file with
@@ -127,27 +127,14 @@ class PoemFile:
             start = 0
             try:
                 if len(data) <= DECODE_SLICE:
-                    self._decoder.decode(data)
+                    decoder.decode(data)
                 else:
                     view = memoryview(data)
                     for start in range(0, len(data), DECODE_SLICE):
-                        self._decoder.decode(bytes(view[start : start + DECODE_SLICE]))
-            except UnicodeDecodeError as e:
-                raise PoetryError(
-                    self.source,
-                    "decode",
-                    f"not valid {shown_name(self._encoding or '')}: {e.reason} "
-                    f"near byte {self.written + start + e.start}",
-                ) from None
-=======
-        """Append C{data}, checking that it decodes unless told not to."""
-        if self._check:
-            decoder = self._decoder or self._start_decoding()
-            try:
-                decoder.decode(data)
+                        decoder.decode(bytes(view[start : start + DECODE_SLICE]))
             except UnicodeError as e:
-                raise self._not_valid(e, f"near byte {self.written + _start(e)}") from None
->>>>>>> wire
+                where = f"near byte {self.written + start + _start(e)}"
+                raise self._not_valid(e, where) from None
         self._file.write(data)
         self.written += len(data)
 
