@@ -514,8 +514,7 @@ def test_memory_checks_pass_after_the_test_process_grew() -> None:
         "tests/test_adversarial.py::test_endless_response_headers_are_too_large_not_a_memory_leak"
     )
     done = subprocess.run(
-        # -n 0: both tests in this one process, in this order (not on two workers).
-        [sys.executable, "-m", "pytest", "-v", "-n", "0", "-p", "no:cacheprovider", first, then],
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", first, then],
         capture_output=True,
         text=True,
         timeout=180,
