@@ -341,12 +341,12 @@ class UserAgentTests(HostileTest):
                 PoetryClient(reactor, user_agent=bad)
 
 
-def test_cli_exits_1_when_a_reset_cuts_a_body_with_no_length() -> None:
-    body = (POEM * 2)[:1011]
-    server = RawHTTPServer(sending(CLOSE_DELIMITED + body, reset))
+def get_from(answer: Answer, *options: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Run C{get} with C{options} against a server that answers with C{answer}; and its URL."""
+    server = RawHTTPServer(answer)
     try:
         outcome = subprocess.run(
-            cli("get", "-q", server.url),
+            cli("get", *options, server.url),
             capture_output=True,
             env=subprocess_env(),
             timeout=WAIT * 2,
@@ -354,25 +354,21 @@ def test_cli_exits_1_when_a_reset_cuts_a_body_with_no_length() -> None:
         )
     finally:
         server.close()
+    return outcome, server.url
+
+
+def test_cli_exits_1_when_a_reset_cuts_a_body_with_no_length() -> None:
+    body = (POEM * 2)[:1011]
+    outcome, url = get_from(sending(CLOSE_DELIMITED + body, reset), "-q")
     assert outcome.returncode == 1, outcome
     assert outcome.stdout == b""
     assert b"Traceback" not in outcome.stderr
     [line] = outcome.stderr.decode().splitlines()
-    assert server.url in line and "incomplete" in line, line
+    assert url in line and "incomplete" in line, line
 
 
 def test_cli_json_says_decode_for_a_body_that_is_not_gzip() -> None:
-    server = RawHTTPServer(sending(gzip_head(None) + POEM, finish_cleanly))
-    try:
-        outcome = subprocess.run(
-            cli("get", "--json", server.url),
-            capture_output=True,
-            env=subprocess_env(),
-            timeout=WAIT * 2,
-            stdin=subprocess.DEVNULL,
-        )
-    finally:
-        server.close()
+    outcome, _ = get_from(sending(gzip_head(None) + POEM, finish_cleanly), "--json")
     assert outcome.returncode == 1, outcome
     assert b'"ok": false' in outcome.stdout and b'"kind": "decode"' in outcome.stdout, outcome
     assert b"Traceback" not in outcome.stderr
