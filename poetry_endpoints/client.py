@@ -22,7 +22,7 @@ import asyncio
 import codecs
 from collections.abc import Callable, Generator, Iterable, Sequence
 from itertools import count
-from typing import Any, Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar, overload, runtime_checkable
 
 from twisted.internet.defer import (
     CancelledError,
@@ -149,6 +149,40 @@ class EndpointFetcher:
         return succeed(None)
 
 
+_V = TypeVar("_V")
+
+
+class _Setting(Generic[_V]):
+    """
+    A read-only attribute of a L{PoetryClient}: the setting of the same
+    name in its C{settings}, so the client and its fetchers never disagree.
+    """
+
+    def __init__(self, doc: str | None = None) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+        if self.__doc__ is None:
+            self.__doc__ = f"The C{{{name}}} setting (read-only)."
+
+    @overload
+    def __get__(self, client: None, owner: type) -> _Setting[_V]: ...
+
+    @overload
+    def __get__(self, client: PoetryClient, owner: type | None = None) -> _V: ...
+
+    def __get__(self, client: PoetryClient | None, owner: type | None = None) -> _V | _Setting[_V]:
+        if client is None:
+            return self  # on the class, for help() and documentation tools
+        value: _V = getattr(client.settings, self._name)
+        return value
+
+    def __set__(self, client: PoetryClient, value: object) -> None:
+        # A data descriptor: assigning raises, as it did for a property.
+        raise AttributeError(f"{self._name} is read-only: the settings are fixed at construction")
+
+
 class PoetryClient:
     """
     One object for many downloads that share the same settings.
@@ -234,71 +268,23 @@ class PoetryClient:
         self._parsed: dict[str, Source] = {}
 
     # The settings, read-only: the fetchers read the same object.
-
-    @property
-    def reactor(self) -> IReactorTime:
-        """The reactor, typed as the clock Twisted's timing APIs take."""
-        return self.settings.reactor
-
-    @property
-    def endpoint_reactor(self) -> Any:
-        """What endpoints are built with: the reactor, sharing name lookups."""
-        return self.settings.endpoint_reactor
-
-    @property
-    def timeout(self) -> float | None:
-        """The C{timeout} setting (read-only)."""
-        return self.settings.timeout
-
-    @property
-    def idle_timeout(self) -> float | None:
-        """The C{idle_timeout} setting (read-only)."""
-        return self.settings.idle_timeout
-
-    @property
-    def max_bytes(self) -> int | None:
-        """The C{max_bytes} setting (read-only)."""
-        return self.settings.max_bytes
-
-    @property
-    def encoding(self) -> str | None:
-        """The C{encoding} setting (read-only)."""
-        return self.settings.encoding
-
-    @property
-    def errors(self) -> str:
-        """The C{errors} setting (read-only)."""
-        return self.settings.errors
-
-    @property
-    def concurrency(self) -> int:
-        """The C{concurrency} setting (read-only)."""
-        return self.settings.concurrency
-
-    @property
-    def retries(self) -> int:
-        """The C{retries} setting (read-only)."""
-        return self.settings.retries
-
-    @property
-    def backoff(self) -> float:
-        """The C{backoff} setting (read-only)."""
-        return self.settings.backoff
-
-    @property
-    def cacert(self) -> str | None:
-        """The C{cacert} setting (read-only)."""
-        return self.settings.cacert
-
-    @property
-    def user_agent(self) -> str | None:
-        """The C{user_agent} setting (read-only)."""
-        return self.settings.user_agent
-
-    @property
-    def allow_downgrade(self) -> bool:
-        """The C{allow_downgrade} setting (read-only)."""
-        return self.settings.allow_downgrade
+    reactor: _Setting[IReactorTime] = _Setting(
+        "The reactor, typed as the clock Twisted's timing APIs take."
+    )
+    endpoint_reactor: _Setting[Any] = _Setting(
+        "What endpoints are built with: the reactor, sharing name lookups."
+    )
+    timeout: _Setting[float | None] = _Setting()
+    idle_timeout: _Setting[float | None] = _Setting()
+    max_bytes: _Setting[int | None] = _Setting()
+    encoding: _Setting[str | None] = _Setting()
+    errors: _Setting[str] = _Setting()
+    concurrency: _Setting[int] = _Setting()
+    retries: _Setting[int] = _Setting()
+    backoff: _Setting[float] = _Setting()
+    cacert: _Setting[str | None] = _Setting()
+    user_agent: _Setting[str | None] = _Setting()
+    allow_downgrade: _Setting[bool] = _Setting()
 
     def parse(self, source: SourceLike) -> Source:
         """Parse C{source} now; raises `PoetryError` ``invalid-source``."""

@@ -39,6 +39,7 @@ from typing import IO
 import pytest
 from loopback_servers import refused_port
 from peak_memory import measured_cli, read_peak
+from raw_http import RawHTTPServer, responding
 from serve_process import Running, cli
 from terminal import read_pty
 from twisted.internet import error
@@ -314,47 +315,9 @@ def _gzip_bomb(size: int) -> bytes:
     return header + block * (size // MIB) + packer.flush() + trailer
 
 
-class _OneResponseHTTPServer:
-    """Answers every HTTP request on 127.0.0.1 with the same raw response, in a thread."""
-
-    def __init__(self, response: bytes) -> None:
-        self.response = response
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(WAIT)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/poem"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        try:
-            connection, _ = self.listener.accept()
-        except OSError:
-            return
-        with connection:
-            connection.settimeout(WAIT)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = connection.recv(4096)
-                if not chunk:
-                    return
-                request += chunk
-            try:
-                self.answer(connection)
-            except OSError:  # the client aborted, as it should, once over its cap
-                pass
-
-    def answer(self, connection: socket.socket) -> None:
-        """Send the response to a request that has been read."""
-        connection.sendall(self.response)
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(WAIT)
-
-
 def get_one_http_response(response: bytes) -> Outcome:
     """C{get --json} of a URL whose server answers with the raw C{response}."""
-    server = _OneResponseHTTPServer(response)
+    server = RawHTTPServer(responding(response), wait=WAIT)
     try:
         return run_get("--json", *LIMITS, server.url)
     finally:
@@ -441,8 +404,7 @@ def test_a_reset_seen_while_connecting_is_incomplete_not_connect_failed() -> Non
     lost = connect_error("tcp:127.0.0.1:1", failure)
     assert lost.kind == "incomplete"
     assert str(lost) == (
-        "tcp:127.0.0.1:1: connection lost after 0 bytes (connection reset by peer); "
-        "poem incomplete"
+        "tcp:127.0.0.1:1: connection lost after 0 bytes (connection reset by peer); poem incomplete"
     )
     refused = Failure(error.getConnectError(OSError(errno.ECONNREFUSED, "Connection refused")))
     assert connect_error("tcp:127.0.0.1:1", refused).kind == "connect-failed"
@@ -468,17 +430,17 @@ def test_a_charset_chosen_to_break_the_decoder_is_a_decode_failure(
     assert charset in record["message"]
 
 
-class _HeaderFlood(_OneResponseHTTPServer):
+class _HeaderFlood(RawHTTPServer):
     """Answers with a status line, then header lines for ever."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
-        super().__init__(b"HTTP/1.1 200 OK\r\n")
+        super().__init__(self._flood, wait=WAIT)
 
-    def answer(self, connection: socket.socket) -> None:
+    def _flood(self, connection: socket.socket) -> None:
         """The status line, then header lines until the test stops it."""
         lines = (b"X-Flood: " + b"y" * 1000 + b"\r\n") * 64
-        connection.sendall(self.response)
+        connection.sendall(b"HTTP/1.1 200 OK\r\n")
         while not self.stop.is_set():
             connection.sendall(lines)
 
@@ -514,8 +476,7 @@ def test_memory_checks_pass_after_the_test_process_grew() -> None:
         "tests/test_adversarial.py::test_endless_response_headers_are_too_large_not_a_memory_leak"
     )
     done = subprocess.run(
-        # -n 0: both tests in this one process, in this order (not on two workers).
-        [sys.executable, "-m", "pytest", "-v", "-n", "0", "-p", "no:cacheprovider", first, then],
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", first, then],
         capture_output=True,
         text=True,
         timeout=180,

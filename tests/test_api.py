@@ -66,6 +66,29 @@ def test_poetry_client_signature() -> None:
     assert callable(client.get) and callable(client.get_many)
 
 
+def test_the_settings_are_written_once_in_three_signatures() -> None:
+    """
+    C{PoetryClient}, C{ClientSettings.checked} and the C{ClientSettings}
+    fields take the same keywords with the same defaults, C{get_poetry} a
+    subset of them; each setting is a read-only attribute of the client.
+    """
+    client_keywords = keyword_defaults(PoetryClient)
+    assert keyword_defaults(poetry_endpoints.ClientSettings.checked) == client_keywords
+    fields = {
+        f.name: f.default
+        for f in dataclasses.fields(poetry_endpoints.ClientSettings)
+        if f.name not in ("reactor", "endpoint_reactor")
+    }
+    assert fields == client_keywords
+    one_off = keyword_defaults(get_poetry)
+    assert one_off == {name: client_keywords[name] for name in one_off}
+    client = PoetryClient(MemoryReactorClock(), retries=2, user_agent="x/1")
+    for name in ("reactor", "endpoint_reactor", *client_keywords):
+        assert getattr(client, name) is getattr(client.settings, name), name
+        with pytest.raises(AttributeError):
+            setattr(client, name, getattr(client, name))
+
+
 def test_get_returns_a_deferred() -> None:
     reactor = MemoryReactorClock()
     d = get_poetry(reactor, "tcp:localhost")  # invalid: fails without connecting

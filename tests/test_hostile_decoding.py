@@ -11,56 +11,19 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 from loopback_servers import LoopbackServer
+from raw_http import RawHTTPServer, responding
 
 from conftest import subprocess_env
 
 WAIT = 30.0
 #: A body ``punycode`` decodes in quadratic time: about 45 s for these 200 KB here.
 SLOW_PUNYCODE = b"-" + b"bbbb" * 50_000
-
-
-class HTTPServer:
-    """Answers one HTTP request on 127.0.0.1 with a raw response, in a thread."""
-
-    def __init__(self, response: bytes) -> None:
-        self.response = response
-        self.sent = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(WAIT)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/poem"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        try:
-            connection, _ = self.listener.accept()
-        except OSError:
-            return
-        with connection:
-            connection.settimeout(WAIT)
-            request = b""
-            try:
-                while b"\r\n\r\n" not in request:
-                    chunk = connection.recv(4096)
-                    if not chunk:
-                        return
-                    request += chunk
-                connection.sendall(self.response)
-            except OSError:
-                return
-            self.sent.set()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(WAIT)
 
 
 def response(charset: bytes, body: bytes) -> bytes:
@@ -85,7 +48,7 @@ def get(*args: str) -> tuple[subprocess.CompletedProcess[bytes], float]:
 
 @pytest.mark.parametrize("charset", [b"punycode", b"PunyCode", b"idna"])
 def test_a_charset_that_decodes_in_quadratic_time_is_refused_at_once(charset: bytes) -> None:
-    server = HTTPServer(response(charset, SLOW_PUNYCODE))
+    server = RawHTTPServer(responding(response(charset, SLOW_PUNYCODE)), wait=WAIT)
     try:
         result, elapsed = get("--json", server.url)
     finally:
@@ -103,7 +66,7 @@ def test_a_charset_that_decodes_in_quadratic_time_is_refused_at_once(charset: by
 
 
 def test_a_charset_that_is_not_a_text_encoding_is_refused() -> None:
-    server = HTTPServer(response(b"rot13", b"cbrz\n"))
+    server = RawHTTPServer(responding(response(b"rot13", b"cbrz\n")), wait=WAIT)
     try:
         result, _ = get(server.url)
     finally:
@@ -116,7 +79,7 @@ def test_a_charset_that_is_not_a_text_encoding_is_refused() -> None:
 
 
 def test_a_long_charset_name_is_cut_in_the_message() -> None:
-    server = HTTPServer(response(b"x" * 300, b"poem\n"))
+    server = RawHTTPServer(responding(response(b"x" * 300, b"poem\n")), wait=WAIT)
     try:
         result, _ = get(server.url)
     finally:
@@ -127,7 +90,7 @@ def test_a_long_charset_name_is_cut_in_the_message() -> None:
 
 
 def test_ctrl_c_is_answered_at_once_after_a_hostile_charset_arrives() -> None:
-    server = HTTPServer(response(b"punycode", SLOW_PUNYCODE))
+    server = RawHTTPServer(responding(response(b"punycode", SLOW_PUNYCODE)), wait=WAIT)
     with LoopbackServer(b"", ending="stall") as stalled:
         process = subprocess.Popen(
             [sys.executable, "-m", "poetry_endpoints", "get", "-q", server.url, stalled.source],

@@ -17,14 +17,13 @@ import ssl
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 import zlib
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from certs import Issued, make_ca
+from certs import make_ca
+from raw_http import Answer, RawHTTPServer
 from serve_process import cli
 from twisted.web.resource import Resource
 from web_helpers import Page, Redirect, WebTest, inline, reactor
@@ -36,66 +35,6 @@ from poetry_endpoints.http import INFLATE_STEP
 WAIT = 15.0
 POEM = b"".join(b"line %04d of a poem that a hostile server cuts short\n" % n for n in range(19))
 UTF8 = b"text/plain; charset=utf-8"
-
-Answer = Callable[[socket.socket], None]
-
-
-class HostileServer:
-    """
-    Accepts up to C{connections} connections on 127.0.0.1, in a thread; for
-    each, reads one request (kept in C{requests}) and calls C{answer} with
-    the socket, which sends what it likes and ends the connection its way.
-    """
-
-    def __init__(self, answer: Answer, *, tls: Issued | None = None, connections: int = 1):
-        self.answer = answer
-        self.requests: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(WAIT)
-        self.port = self.listener.getsockname()[1]
-        self.context: ssl.SSLContext | None = None
-        if tls is not None:
-            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.context.load_cert_chain(tls.cert, tls.key)
-        scheme, host = ("http", "127.0.0.1") if tls is None else ("https", "localhost")
-        self.url = f"{scheme}://{host}:{self.port}/poem"
-        self._connections = connections
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        for _ in range(self._connections):
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                connection.settimeout(WAIT)
-                if self.context is not None:
-                    connection = self.context.wrap_socket(connection, server_side=True)
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    chunk = connection.recv(4096)
-                    if not chunk:
-                        break
-                    request += chunk
-                self.requests.append(request)
-                self.answer(connection)
-            except OSError:  # the client gave up on us, as it may
-                pass
-            finally:
-                connection.close()
-
-    def close(self) -> None:
-        # Closing a socket does not wake a thread blocked in its accept();
-        # shutting it down does (on Linux), so a server that never saw its
-        # connection ends now rather than when the accept times out.
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.listener.close()
-        self.thread.join(WAIT)
 
 
 def finish_cleanly(connection: socket.socket) -> None:
@@ -143,7 +82,7 @@ class HostileTest(WebTest):
         # in unwrap() for the client's close_notify, which a pooled
         # connection only sends when its pool closes; joining the server's
         # thread first would block the reactor until that wait timed out.
-        self._hostiles: list[HostileServer] = []
+        self._hostiles: list[RawHTTPServer] = []
         self.addCleanup(self._close_hostiles)
         super().setUp()
         folder = Path(tempfile.mkdtemp(prefix="poetry-hostile-"))
@@ -152,7 +91,7 @@ class HostileTest(WebTest):
         self.issued = self.ca.issue("server")
 
     def hostile(self, answer: Answer, *, tls: bool = False, connections: int = 1) -> str:
-        server = HostileServer(answer, tls=self.issued if tls else None, connections=connections)
+        server = RawHTTPServer(answer, tls=self.issued if tls else None, connections=connections)
         self._hostiles.append(server)
         self.server = server
         return server.url
@@ -402,12 +341,12 @@ class UserAgentTests(HostileTest):
                 PoetryClient(reactor, user_agent=bad)
 
 
-def test_cli_exits_1_when_a_reset_cuts_a_body_with_no_length() -> None:
-    body = (POEM * 2)[:1011]
-    server = HostileServer(sending(CLOSE_DELIMITED + body, reset))
+def get_from(answer: Answer, *options: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Run C{get} with C{options} against a server that answers with C{answer}; and its URL."""
+    server = RawHTTPServer(answer)
     try:
         outcome = subprocess.run(
-            cli("get", "-q", server.url),
+            cli("get", *options, server.url),
             capture_output=True,
             env=subprocess_env(),
             timeout=WAIT * 2,
@@ -415,25 +354,21 @@ def test_cli_exits_1_when_a_reset_cuts_a_body_with_no_length() -> None:
         )
     finally:
         server.close()
+    return outcome, server.url
+
+
+def test_cli_exits_1_when_a_reset_cuts_a_body_with_no_length() -> None:
+    body = (POEM * 2)[:1011]
+    outcome, url = get_from(sending(CLOSE_DELIMITED + body, reset), "-q")
     assert outcome.returncode == 1, outcome
     assert outcome.stdout == b""
     assert b"Traceback" not in outcome.stderr
     [line] = outcome.stderr.decode().splitlines()
-    assert server.url in line and "incomplete" in line, line
+    assert url in line and "incomplete" in line, line
 
 
 def test_cli_json_says_decode_for_a_body_that_is_not_gzip() -> None:
-    server = HostileServer(sending(gzip_head(None) + POEM, finish_cleanly))
-    try:
-        outcome = subprocess.run(
-            cli("get", "--json", server.url),
-            capture_output=True,
-            env=subprocess_env(),
-            timeout=WAIT * 2,
-            stdin=subprocess.DEVNULL,
-        )
-    finally:
-        server.close()
+    outcome, _ = get_from(sending(gzip_head(None) + POEM, finish_cleanly), "--json")
     assert outcome.returncode == 1, outcome
     assert b'"ok": false' in outcome.stdout and b'"kind": "decode"' in outcome.stdout, outcome
     assert b"Traceback" not in outcome.stderr

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_upstream import FakeClient
 from serve_process import WAIT, Running, cli, fetch
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import gatherResults
 from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
-from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -29,7 +29,6 @@ from poetry_endpoints.servers.faults import FaultyServerFactory
 from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory, bundled_poems
 from poetry_endpoints.servers.proxy import UpstreamCache
 from poetry_endpoints.servers.service import ProxyConfig, build_proxy, when_listening
-from poetry_endpoints.streaming import Streamed
 
 POEMS = [
     PoemFile("one", "Erste Strophe — ü\n".encode()),
@@ -140,38 +139,6 @@ class Chain(TestCase):
         await self.assert_aborted(proxy, upstream, "incomplete")
         fetching = [e for e in self.events if e.get("log_format") == "fetching {upstream}"]
         self.assertEqual(len(fetching), 2)
-
-
-class FakeClient:
-    """Just enough of a PoetryClient: a clock, and streams the test answers by hand."""
-
-    def __init__(self) -> None:
-        self.reactor = Clock()
-        self.fetches: list[Deferred[Streamed]] = []
-        self.sinks: list[Any] = []
-        self.cancelled = 0
-
-    def parse(self, source: str) -> Any:
-        return _Named(source)
-
-    def stream(self, source: Any, sink: Any) -> Deferred[Streamed]:
-        def cancel(d: Deferred[Streamed]) -> None:
-            self.cancelled += 1
-
-        fetch: Deferred[Streamed] = Deferred(cancel)
-        self.fetches.append(fetch)
-        self.sinks.append(sink)
-        return fetch
-
-    def answer(self, index: int, data: bytes) -> None:
-        """Stream C{data} through fetch C{index}, then end it cleanly."""
-        self.sinks[index].write(data)
-        self.fetches[index].callback(Streamed("up", len(data), 0.0))
-
-
-class _Named:
-    def __init__(self, name: str) -> None:
-        self.name = name
 
 
 class Recorder:

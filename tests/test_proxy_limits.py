@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_upstream import FakeClient
 from serve_process import WAIT, Running, cli, connect, fetch
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import connectionDone
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
@@ -38,35 +38,6 @@ from poetry_endpoints.servers.service import (
     listeners,
     when_listening,
 )
-from poetry_endpoints.streaming import Streamed
-
-
-class FakeClient:
-    """Just enough of a PoetryClient: a clock, and fetches the test answers by hand."""
-
-    def __init__(self) -> None:
-        self.reactor = Clock()
-        self.fetches: list[Deferred[Streamed]] = []
-        self.sinks: list[Any] = []
-
-    def parse(self, source: str) -> Any:
-        return _Named(source)
-
-    def stream(self, source: Any, sink: Any) -> Deferred[Streamed]:
-        fetch: Deferred[Streamed] = Deferred(lambda d: None)
-        self.fetches.append(fetch)
-        self.sinks.append(sink)
-        return fetch
-
-    def answer(self, index: int, data: bytes) -> None:
-        """Stream C{data} through fetch C{index}, then end it cleanly."""
-        self.sinks[index].write(data)
-        self.fetches[index].callback(Streamed("up", len(data), 0.0))
-
-
-class _Named:
-    def __init__(self, name: str) -> None:
-        self.name = name
 
 
 @implementer(IReadDescriptor)

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_upstream import FakeClient
 from peak_memory import measured_cli, read_peak
 from serve_process import WAIT, Running, cli, connect
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
@@ -333,34 +333,22 @@ class FakeUpstream:
         raise AssertionError("the proxy cancels, it does not stop the producer")
 
 
-class FakeClient:
-    """Just enough of a PoetryClient: a clock, and streams the test feeds by hand."""
+class StreamingFakeClient(FakeClient):
+    """The fake client whose upstreams are push producers the proxy can pause."""
 
     def __init__(self) -> None:
-        self.reactor = Clock()
-        self.fetches: list[Deferred[Streamed]] = []
-        self.sinks: list[Any] = []
+        super().__init__()
         self.upstreams: list[FakeUpstream] = []
 
-    def parse(self, source: str) -> Any:
-        return _Named(source)
-
     def stream(self, source: Any, sink: Any) -> Deferred[Streamed]:
-        fetch: Deferred[Streamed] = Deferred(lambda d: None)
-        self.fetches.append(fetch)
-        self.sinks.append(sink)
+        fetch = super().stream(source, sink)
         self.upstreams.append(FakeUpstream())
         sink.registerProducer(self.upstreams[-1], True)
         return fetch
 
 
-class _Named:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-def _proxy(**settings: Any) -> tuple[FakeClient, PoetryProxyFactory]:
-    client = FakeClient()
+def _proxy(**settings: Any) -> tuple[StreamingFakeClient, PoetryProxyFactory]:
+    client = StreamingFakeClient()
     cache = UpstreamCache(client, "up", cache_seconds=0, cache_max_bytes=10)  # type: ignore[arg-type]
     return client, PoetryProxyFactory(cache, **settings)
 
