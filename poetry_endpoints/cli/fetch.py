@@ -154,7 +154,6 @@ class Fetch:
         self.display = make_display(reactor, presentation, self.streams)
         # Files are independent of each other, so they are written as soon as they can be.
         self.in_order = not (presentation.as_completed or presentation.output_dir is not None)
-        self._to_files = presentation.output_dir is not None or presentation.output_file is not None
         self._pending: dict[int, Outcome | None] = {}
         self._next = 0
         self._downloads: list[Deferred[Any]] = []
@@ -393,9 +392,8 @@ class Fetch:
             self._close_stdout()
 
     def _deliver(self, index: int, poem: Poem) -> None:
-        terminal = self.streams.stdout_is_terminal() and not self._to_files
         try:
-            if terminal:
+            if self.streams.stdout_is_terminal():
                 with self.display.suspended():
                     self.output.poem(index, poem)
             else:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ..errors import PoetryError, one_line
-from ..files import PoemFile, remove_temporaries
+from ..files import PoemFile
 from ..poem import Poem
 
 __all__ = [
@@ -307,9 +307,6 @@ class _AtomicFiles:
     is for a poem already whole in memory.
     """
 
-    def __init__(self) -> None:
-        self.written: list[Path] = []
-
     def target(self, index: int) -> Path:
         """Where the poem of source number C{index} goes."""
         raise NotImplementedError
@@ -324,21 +321,15 @@ class _AtomicFiles:
             poem_file.discard()
             raise
         poem_file.commit()
-        self.written.append(target)
 
     def failure(self, index: int, error: PoetryError) -> None:
         pass
-
-    def remove_temporary(self) -> None:
-        """Delete any temporary file still in progress (for a forced exit)."""
-        remove_temporaries()
 
 
 class DirectoryOutput(_AtomicFiles):
     """One file per poem in C{directory}, named by L{file_names}."""
 
     def __init__(self, directory: Path, sources: Sequence[str]) -> None:
-        super().__init__()
         self.directory = directory
         self.names = file_names(sources)
 
@@ -360,7 +351,6 @@ class FileOutput(_AtomicFiles):
     """The one poem of the run in the file C{path} (``get -o FILE``)."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__()
         self.path = path
 
     @staticmethod

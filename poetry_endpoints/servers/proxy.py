@@ -110,11 +110,6 @@ class UpstreamFetch:
         self._ended = False
         self.streaming: Deferred[Streamed] | None = None
 
-    @property
-    def joinable(self) -> bool:
-        """Whether a new subscriber can still be given the whole poem."""
-        return not self._ended and self._kept is not None
-
     def start(self) -> None:
         """Start the upstream stream."""
         self.streaming = self.cache.client.stream(self.cache.upstream, self)
