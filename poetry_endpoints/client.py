@@ -19,7 +19,6 @@ itself (`EndpointFetcher`, `http.HTTPFetcher`) with the client's one frozen
 from __future__ import annotations
 
 import asyncio
-import codecs
 from collections.abc import Callable, Generator, Iterable, Sequence
 from itertools import count
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar, overload, runtime_checkable
@@ -42,7 +41,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from .connect import connect_poem
-from .decoding import UnusableCodec, poem_codec, shown_name
+from .decoding import poem_decoding, shown_name
 from .defaults import (
     DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
@@ -502,36 +501,6 @@ def cancel_all(downloads: Sequence[Deferred[Any]]) -> None:
     # connecting before its own cancel came.
     for download in reversed(downloads):
         download.cancel()
-
-
-def poem_decoding(
-    source: str, chosen: str | None, declared: str | None
-) -> tuple[str, codecs.CodecInfo]:
-    """
-    The codec a poem from C{source} is decoded with, and its name: C{chosen}
-    (the caller's C{encoding}), else the charset the server C{declared},
-    else UTF-8.
-
-    Checked by name before any decoding: a codec the server names may be one
-    that would hold the reactor for minutes (see `poetry_endpoints.decoding`).
-
-    @raise PoetryError: of kind ``decode``, the codec is unknown or cannot
-        decode a poem.
-    """
-    encoding = chosen or declared or "utf-8"
-    try:
-        return encoding, poem_codec(encoding)
-    except LookupError:
-        reason = f"the server declared unknown charset {shown_name(encoding)!r}"
-        if chosen is not None:
-            reason = f"unknown encoding {shown_name(encoding)!r}"
-        raise PoetryError(source, "decode", reason) from None
-    except UnusableCodec as e:
-        if chosen is None:
-            reason = f"the server declared charset {shown_name(encoding)!r}, which is {e}"
-        else:
-            reason = f"encoding {shown_name(encoding)!r} is {e}"
-        raise PoetryError(source, "decode", reason) from None
 
 
 def get_poetry(

@@ -17,6 +17,7 @@ import codecs
 from typing import Final
 
 from ._private_apis import is_text_encoding
+from .errors import PoetryError
 
 #: Text codecs whose decoding time is not linear in the input.
 NOT_LINEAR: Final[frozenset[str]] = frozenset({"punycode", "idna"})
@@ -50,3 +51,49 @@ def shown_name(name: str) -> str:
     if len(name) > MAX_SHOWN_NAME:
         return name[: MAX_SHOWN_NAME - 1] + "\u2026"
     return name
+
+
+def check_choice(encoding: str | None, errors: str) -> None:
+    """
+    Refuse now, not on the first poem, a caller's C{encoding} (C{None}: none
+    chosen) or C{errors} handler that cannot decode a poem.
+
+    @raise LookupError: the codec or the error handler is unknown.
+    @raise ValueError: the codec cannot decode a poem.
+    """
+    if encoding is not None:
+        try:
+            poem_codec(encoding)
+        except UnusableCodec as e:
+            raise ValueError(f"encoding {shown_name(encoding)!r} is {e}") from None
+    codecs.lookup_error(errors)
+
+
+def poem_decoding(
+    source: str, chosen: str | None, declared: str | None
+) -> tuple[str, codecs.CodecInfo]:
+    """
+    The codec a poem from C{source} is decoded with, and its name: C{chosen}
+    (the caller's C{encoding}), else the charset the server C{declared},
+    else UTF-8.
+
+    Checked by name before any decoding: a codec the server names may be one
+    that would hold the reactor for minutes (see `poetry_endpoints.decoding`).
+
+    @raise PoetryError: of kind ``decode``, the codec is unknown or cannot
+        decode a poem.
+    """
+    encoding = chosen or declared or "utf-8"
+    try:
+        return encoding, poem_codec(encoding)
+    except LookupError:
+        reason = f"the server declared unknown charset {shown_name(encoding)!r}"
+        if chosen is not None:
+            reason = f"unknown encoding {shown_name(encoding)!r}"
+        raise PoetryError(source, "decode", reason) from None
+    except UnusableCodec as e:
+        if chosen is None:
+            reason = f"the server declared charset {shown_name(encoding)!r}, which is {e}"
+        else:
+            reason = f"encoding {shown_name(encoding)!r} is {e}"
+        raise PoetryError(source, "decode", reason) from None

@@ -29,8 +29,7 @@ from typing import Any, BinaryIO
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-from .client import poem_decoding
-from .decoding import UnusableCodec, poem_codec, shown_name
+from .decoding import check_choice, poem_decoding, shown_name
 from .errors import PoetryError
 from .protocol import ProgressCallback
 from .streaming import Streamed
@@ -91,12 +90,7 @@ class PoemFile:
         self._encoding = ""
         self._decoder: codecs.IncrementalDecoder | None = None
         if check:
-            if encoding is not None:
-                try:
-                    poem_codec(encoding)
-                except UnusableCodec as e:
-                    raise ValueError(f"encoding {shown_name(encoding)!r} is {e}") from None
-            codecs.lookup_error(errors)
+            check_choice(encoding, errors)
         self.temporary, self._file = _create_temporary(self.path)
         _open_files.add(self)
 

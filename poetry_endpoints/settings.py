@@ -8,7 +8,6 @@ setting reads the same value for the client's whole life.
 
 from __future__ import annotations
 
-import codecs
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -16,7 +15,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
-from .decoding import UnusableCodec, poem_codec, shown_name
+from .decoding import check_choice
 from .defaults import (
     DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
@@ -88,12 +87,7 @@ class ClientSettings:
         _check_int("retries", retries, 0)
         if _real("backoff", backoff) < 0:
             raise ValueError(f"backoff must be 0 or more seconds, not {backoff!r}")
-        if encoding is not None:
-            try:
-                poem_codec(encoding)  # LookupError now, not on the first poem
-            except UnusableCodec as e:
-                raise ValueError(f"encoding {shown_name(encoding)!r} is {e}") from None
-        codecs.lookup_error(errors)
+        check_choice(encoding, errors)
         if cacert is not None:
             trust_root(cacert)  # OSError or ValueError now, not on the first TLS source
         if user_agent is not None and not (
