@@ -245,11 +245,6 @@ def server_factory(reactor: Any, config: ServerConfig, poems: Sequence[PoemFile]
         raise ConfigError(str(e)) from None
 
 
-def http_factory(poems: Sequence[PoemFile]) -> IProtocolFactory:
-    """The HTTP site serving C{poems} (see L{make_site})."""
-    return make_site(poems)
-
-
 def build_server(reactor: Any, config: ServerConfig) -> MultiService:
     """
     The companion server: one listener per C{config.listen} and C{config.http}.
@@ -268,7 +263,7 @@ def build_server(reactor: Any, config: ServerConfig) -> MultiService:
     for description in config.listen:
         top.addService(ListeningService(reactor, description, factory))
     if config.http:
-        site = http_factory(poems)
+        site = make_site(poems)
         for description in config.http:
             top.addService(ListeningService(reactor, description, site, kind="http"))
     return top
