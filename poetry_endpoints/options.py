@@ -172,9 +172,8 @@ def pem_file(text: str) -> str:
     """The path of a readable PEM file holding at least one certificate (a CA to trust)."""
     from .tls import trust_root
 
-    readable_file(text)
     try:
-        trust_root(text)
+        trust_root(text)  # reads the file, or raises the OSError open() would
     except OSError as e:
         raise BadValue(f"cannot read {shown(text)}: {e.strerror or e}") from None
     except ValueError:
