@@ -15,7 +15,6 @@ from . import runner, status
 from .fetch import PROG, Fetch, Presentation
 from .inputs import InputError, Listed, read_source_list
 from .output import DirectoryOutput, FileOutput, describe_os_error, one_line
-from .sizes import SIZE_FORMS
 
 DESCRIPTION = """\
 Download a poem from each SOURCE, all at once, and print them in the order
@@ -90,7 +89,8 @@ def add_parser(commands: Any) -> None:
         type=_size,
         default=DEFAULT_MAX_BYTES,
         metavar="SIZE",
-        help=f"largest poem accepted: {SIZE_FORMS} (default: {DEFAULT_MAX_BYTES // 2**20}M)",
+        help=f"largest poem accepted: {options.SIZE_FORMS} "
+        f"(default: {DEFAULT_MAX_BYTES // 2**20}M)",
     )
     parser.add_argument(
         "-c",
