@@ -206,11 +206,7 @@ class PoetryProtocol(Protocol):
             # after it (a Unix socket whose peer is gone reports a hang-up).
             reason = self._input_end
         if self.is_clean_close(reason):
-            data = b"".join(self._chunks)
-            # Let go of the chunks before firing: the callbacks decode the
-            # poem, and chunks + bytes + text would be three copies at once.
-            self._chunks = []
-            self._finish(data)
+            self._finish(b"".join(self._chunks))
         else:
             self._finish(Failure(lost_error(self.source, reason, self.received)))
 
@@ -282,6 +278,8 @@ class PoetryProtocol(Protocol):
                 self._idle_call.cancel()
             self._idle_call = None
         finished, self.finished = self.finished, None
+        # Let go of the chunks before firing: the callbacks decode the poem,
+        # and chunks + bytes + text would be three copies at once.
         self._chunks = []
         if finished is None:
             return
