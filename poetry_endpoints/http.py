@@ -384,7 +384,6 @@ class _RedirectPolicy:
         self._client = settings
         self._agent = agent
         self._source = source
-        self._allow_downgrade = settings.allow_downgrade
         self._secure = False  # whether the source is https
         self._last: IResponse | None = None  # the redirect this hop follows
         self._uri = b""  # the URL of the last hop
@@ -446,7 +445,7 @@ class _RedirectPolicy:
         scheme = (uri or location).partition(b":")[0].lower()
         if scheme not in (b"http", b"https"):
             return f"HTTP {code} redirect to a URL that is not http(s): {shown}"
-        if self._secure and scheme == b"http" and not self._allow_downgrade:
+        if self._secure and scheme == b"http" and not self._client.allow_downgrade:
             return f"HTTP {code} redirect from https to plain http refused: {shown}"
         return None
 
