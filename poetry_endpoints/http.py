@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import zlib
 from email.message import Message
-from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from hyperlink import EncodedURL
@@ -222,14 +220,13 @@ def _inflater() -> Any:
     return zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing only, as declared
 
 
-@lru_cache(maxsize=1)
 def default_user_agent() -> str:
     """``poetry-endpoints/VERSION``, what HTTP requests say they come from by default."""
-    try:
-        installed = version("poetry_endpoints")
-    except PackageNotFoundError:
-        installed = "0+unknown"
-    return f"poetry-endpoints/{installed}"
+    # The version the package read once at import (this module is imported
+    # while the package is, so not at the top).
+    from . import __version__
+
+    return f"poetry-endpoints/{__version__}"
 
 
 class HTTPFetcher:
