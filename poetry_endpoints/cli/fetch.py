@@ -294,9 +294,7 @@ class Fetch:
             where = self._destination(index)
             self._write_failed(source, f"the poem to {where}", failure.value)  # type: ignore[arg-type]
         else:
-            with self.display.suspended():  # a bug, not a failed source
-                failure.printTraceback(file=self.streams.stderr)
-            self.failed += 1
+            self._bug(failure)
 
     def _streamed(self, summary: Streamed, output: RawOutput, tracker: Tracker) -> None:
         self._in_flight -= 1
@@ -325,9 +323,7 @@ class Fetch:
             self._stream_write_failed(self.sources[0].name, output, failure.value)  # type: ignore[arg-type]
             return
         if not failure.check(PoetryError):
-            with self.display.suspended():  # a bug, not a failed source
-                failure.printTraceback(file=self.streams.stderr)
-            self.failed += 1
+            self._bug(failure)
             return
         error: PoetryError = failure.value  # type: ignore[assignment]
         tracker.failed(error.kind, error.reason)
@@ -353,9 +349,7 @@ class Fetch:
 
     def _failed(self, failure: Failure, index: int, tracker: Tracker) -> None:
         if not failure.check(PoetryError):
-            with self.display.suspended():  # a bug, not a failed source
-                failure.printTraceback(file=self.streams.stderr)
-            self.failed += 1
+            self._bug(failure)
             self._arrived(index, None)
             return
         error: PoetryError = failure.value  # type: ignore[assignment]
@@ -421,6 +415,13 @@ class Fetch:
         if unwritten is not None:
             where = self._destination(index)
             self._write_failed(error.source, f"its JSON record to {where}", unwritten)
+
+    def _bug(self, failure: Failure) -> None:
+        # Anything but a PoetryError or a write error is a bug, not a failed
+        # source: its traceback is what helps.
+        with self.display.suspended():
+            failure.printTraceback(file=self.streams.stderr)
+        self.failed += 1
 
     def _destination(self, index: int) -> str:
         if isinstance(self.output, (DirectoryOutput, FileOutput)):
