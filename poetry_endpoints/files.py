@@ -217,12 +217,12 @@ def write_poem(
         Cancelling it cancels the download and removes the temporary file.
     """
     try:
-        name = client.parse(source).name
+        parsed = client.parse(source)
         poem_file = PoemFile(
             path,
             encoding=client.encoding if encoding is None else encoding,
             errors=client.errors if errors is None else errors,
-            source=name,
+            source=parsed.name,
             check=check,
         )
     except Exception:
@@ -235,7 +235,7 @@ def write_poem(
         poem_file.commit()
         return result
 
-    streaming: Deferred[Streamed] = client.stream(source, poem_file, progress=progress)
+    streaming: Deferred[Streamed] = client.stream(parsed, poem_file, progress=progress)
     return streaming.addBoth(done)
 
 
