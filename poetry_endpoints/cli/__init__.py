@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..errors import one_line
 from . import demo, get, proxy, serve, status
+from .output import PROG
 
 COMMANDS = {"get": get, "serve": serve, "demo": demo, "proxy": proxy}
 
@@ -42,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The parser for every subcommand."""
     parser = _Parser(
-        prog="poetry-endpoints",
+        prog=PROG,
         description="Get Poetry Now! Download poems from Twisted endpoints and URLs, "
         "or serve them.",
     )

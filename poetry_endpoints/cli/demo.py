@@ -29,7 +29,8 @@ from ..client import PoetryClient
 from ..servers.poetry import PoemFile, PoetryServerFactory, bundled_poems
 from ..servers.web import listening_url, make_site
 from . import runner
-from .fetch import PROG, Fetch, Presentation
+from .fetch import Fetch, Presentation
+from .output import PROG
 
 #: Six bytes every 60 ms: the longest bundled poem (~300 bytes) takes about 3 s.
 DELAY = 0.06

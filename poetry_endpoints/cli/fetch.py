@@ -25,6 +25,7 @@ from ..sources import Source
 from ..streaming import Streamed
 from . import status
 from .output import (
+    PROG,
     ClosedStream,
     DirectoryOutput,
     FileOutput,
@@ -40,8 +41,6 @@ from .output import (
 from .progress import Display, NoDisplay, RichDisplay, Tracker, binary_size
 from .runner import Interruption
 from .verbose import VerboseObserver
-
-PROG = "poetry-endpoints"
 
 Outcome = Poem | PoetryError
 

@@ -12,9 +12,9 @@ from ..defaults import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BY
 from ..errors import PoetryError
 from ..sources import ACCEPTED_FORMS, Source
 from . import runner, status
-from .fetch import PROG, Fetch, Presentation
+from .fetch import Fetch, Presentation
 from .inputs import InputError, Listed, read_source_list
-from .output import DirectoryOutput, FileOutput, describe_os_error, one_line
+from .output import PROG, DirectoryOutput, FileOutput, describe_os_error, one_line
 
 DESCRIPTION = """\
 Download a poem from each SOURCE, all at once, and print them in the order

@@ -23,6 +23,7 @@ from ..files import PoemFile
 from ..poem import Poem
 
 __all__ = [
+    "PROG",
     "ClosedStream",
     "DirectoryOutput",
     "FileOutput",
@@ -49,6 +50,9 @@ _CONTROLS_BUT_LAYOUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 100
 
+#: The command's name, at the start of every line it writes to stderr.
+PROG = "poetry-endpoints"
+
 
 def _visible(match: re.Match[str]) -> str:
     return f"\\x{ord(match.group()):02x}"
@@ -59,7 +63,7 @@ def escape_for_terminal(text: str) -> str:
     return _CONTROLS_BUT_LAYOUT.sub(_visible, text)
 
 
-def failure_line(error: PoetryError, prog: str = "poetry-endpoints") -> str:
+def failure_line(error: PoetryError, prog: str = PROG) -> str:
     """
     The line reporting a failed source: ``PROG: SOURCE: REASON [KIND]``.
 

@@ -25,10 +25,9 @@ from zope.interface import implementer
 
 from ..errors import one_line
 from ..events import EVENTS, NAMESPACE
+from .output import PROG
 
 __all__ = ["EVENTS", "NAMESPACE", "VerboseObserver", "verbose_line"]
-
-PROG = "poetry-endpoints"
 
 
 def _why(event: LogEvent) -> str:
