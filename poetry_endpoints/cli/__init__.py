@@ -65,7 +65,13 @@ def _add_version(parser: argparse.ArgumentParser, version: str) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse C{argv}, run the subcommand, and exit with its status."""
+def main(argv: Sequence[str] | None = None, *, reactor: Any = None) -> None:
+    """
+    Parse C{argv}, run the subcommand, and exit with its status.
+
+    @param reactor: the reactor to run the command on; by default the one
+        Twisted installs.  A program (or a test) that runs several commands
+        in one process gives each a fresh reactor, since a reactor runs once.
+    """
     args = build_parser().parse_args(argv)
-    sys.exit(COMMANDS[args.command].run(args))
+    sys.exit(COMMANDS[args.command].run(args, reactor=reactor))

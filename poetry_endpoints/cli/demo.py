@@ -120,6 +120,6 @@ async def demo(reactor: Any, interruption: runner.Interruption) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the demo under the reactor."""
-    return runner.run(demo)
+def run(args: argparse.Namespace, *, reactor: Any = None) -> int:
+    """Run the demo on C{reactor} (by default, the installed one)."""
+    return runner.run(demo, reactor=reactor)

@@ -165,9 +165,10 @@ def _usage_error(message: str) -> int:
     return status.USAGE
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check every source, then fetch them all; return the exit status."""
-    from twisted.internet import reactor
+def run(args: argparse.Namespace, *, reactor: Any = None) -> int:
+    """Check every source, then fetch them all on C{reactor}; return the exit status."""
+    if reactor is None:
+        from twisted.internet import reactor
 
     client = PoetryClient(
         reactor,

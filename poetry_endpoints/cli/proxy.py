@@ -105,10 +105,10 @@ def add_parser(commands: Any) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Proxy until SIGINT or SIGTERM; the exit status."""
+def run(args: argparse.Namespace, *, reactor: Any = None) -> int:
+    """Proxy on C{reactor} until SIGINT or SIGTERM; the exit status."""
     config = proxy_config(args)
-    return run_listening("proxy", lambda reactor: build_proxy(reactor, config))
+    return run_listening("proxy", lambda r: build_proxy(r, config), reactor=reactor)
 
 
 def proxy_config(args: argparse.Namespace) -> ProxyConfig:

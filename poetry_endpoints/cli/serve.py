@@ -97,10 +97,10 @@ def add_listen_option(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM; the exit status."""
+def run(args: argparse.Namespace, *, reactor: Any = None) -> int:
+    """Serve on C{reactor} until SIGINT or SIGTERM; the exit status."""
     config = server_config(args)
-    return run_listening("serve", lambda reactor: build_server(reactor, config))
+    return run_listening("serve", lambda r: build_server(r, config), reactor=reactor)
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -115,14 +115,18 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-def run_listening(command: str, build: Callable[[Any], MultiService]) -> int:
+def run_listening(
+    command: str, build: Callable[[Any], MultiService], *, reactor: Any = None
+) -> int:
     """
     Build a service with C{build(reactor)} and run it until a signal stops it.
 
     @return: 0 after SIGINT or SIGTERM, 1 if a listener could not listen, 2
         if C{build} raised L{ConfigError}.
     """
-    return runner.run(serving(command, build), interrupted_status=lambda signum: status.OK)
+    return runner.run(
+        serving(command, build), reactor=reactor, interrupted_status=lambda signum: status.OK
+    )
 
 
 def serving(command: str, build: Callable[[Any], MultiService]) -> runner.Command:
