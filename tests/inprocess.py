@@ -77,6 +77,8 @@ def run_cli(*argv: str, stdin: bytes = b"", wait: float = WAIT) -> Ran:
     """
     from poetry_endpoints.cli import main
 
+    if argv[:1] in (("serve",), ("proxy",)):  # a server that fails after it began to log
+        begin_logging()
     reactor: Any = EPollReactor()
     timed_out: list[bool] = []
 
@@ -217,7 +219,7 @@ class Serving:
 _logging_begun = False
 
 
-def _begin_logging() -> None:
+def begin_logging() -> None:
     """
     Begin Twisted's global logging once, to nothing, before the first server
     run: otherwise that run's stderr would get the events earlier tests
@@ -256,7 +258,7 @@ def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) ->
     from poetry_endpoints.cli import main
 
     assert threading.current_thread() is threading.main_thread(), "signals go to the main thread"
-    _begin_logging()
+    begin_logging()
     reactor: Any = EPollReactor()
     timed_out: list[bool] = []
 
