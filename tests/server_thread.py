@@ -35,6 +35,7 @@ class ServerThread:
     def __init__(self) -> None:
         self.reactor: Any = EPollReactor()
         self._services: list[MultiService] = []
+        self._closed = False
         from poetry_endpoints.cli.serve import server_observer
 
         self._log = io.StringIO()
@@ -95,7 +96,10 @@ class ServerThread:
         return self._log.getvalue()
 
     def close(self) -> None:
-        """Stop every service, then the reactor; wait for the thread."""
+        """Stop every service, then the reactor; wait for the thread.  Once."""
+        if self._closed:
+            return
+        self._closed = True
 
         async def stop() -> list[str]:
             for service in reversed(self._services):
