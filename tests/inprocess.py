@@ -9,11 +9,6 @@ standard streams that are pipes in all but name (not terminals, no file
 descriptor), and returns what a subprocess run would have: the exit status,
 stdout's bytes and stderr's bytes.
 
-`serve_cli` runs a command that serves until a signal (``serve``,
-``proxy``) the same way, in this process's main thread (where a command
-installs its signal handlers), while a client function talks to it from a
-thread of its own and stops it with a real signal sent to the main thread.
-
 What needs a process stays a subprocess in the tests: signals, terminals,
 closed or full file descriptors, memory peaks, and one end-to-end run of
 each command.
@@ -26,22 +21,14 @@ closed so that many runs do not add up.
 from __future__ import annotations
 
 import io
-import re
-import signal
 import sys
-import threading
-import time
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet.epollreactor import EPollReactor
 
 #: How long a run may take before the test fails (the reactor is stopped).
 WAIT = 20.0
-LISTENING = re.compile(r"listening on (\S+)")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,8 +64,6 @@ def run_cli(*argv: str, stdin: bytes = b"", wait: float = WAIT) -> Ran:
     """
     from poetry_endpoints.cli import main
 
-    if argv[:1] in (("serve",), ("proxy",)):  # a server that fails after it began to log
-        begin_logging()
     reactor: Any = EPollReactor()
     timed_out: list[bool] = []
 
@@ -124,205 +109,3 @@ def _close(reactor: Any) -> None:
     reactor.removeAll()
     reactor.waker.connectionLost(None)
     reactor._poller.close()
-
-
-class _LiveBytes(io.BytesIO):
-    """Bytes written by the command's thread, read as they come by another thread."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.changed = threading.Condition()
-        self.ended = False
-
-    def write(self, data: Any) -> int:
-        with self.changed:
-            count = super().write(data)
-            self.changed.notify_all()
-        return count
-
-    def text(self) -> str:
-        with self.changed:
-            return self.getvalue().decode("utf-8", "replace")
-
-    def end(self) -> None:
-        with self.changed:
-            self.ended = True
-            self.changed.notify_all()
-
-    def wait_until(self, found: Callable[[str], T | None], timeout: float) -> T | None:
-        """The first true C{found(text so far)}, or C{None} once the output has ended."""
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while True:
-                answer = found(self.getvalue().decode("utf-8", "replace"))
-                if answer or self.ended:
-                    return answer
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"nothing awaited came within {timeout} s")
-                self.changed.wait(left)
-
-
-class Serving:
-    """
-    A server command running in the main thread, as its client thread sees it:
-    the same reading methods as C{serve_process.Running}.
-    """
-
-    def __init__(self, argv: list[str], stdout: _LiveBytes, stderr: _LiveBytes) -> None:
-        self.argv = argv
-        self._stdout = stdout
-        self._stderr = stderr
-
-    @property
-    def stdout_lines(self) -> list[str]:
-        return self._stdout.text().splitlines()
-
-    @property
-    def stderr_lines(self) -> list[str]:
-        return self._stderr.text().splitlines()
-
-    @property
-    def stderr(self) -> str:
-        return "\n".join(self.stderr_lines)
-
-    def sources(self, count: int, timeout: float = WAIT) -> list[str]:
-        """The first C{count} sources of ``listening on SOURCE`` lines, once printed."""
-
-        def listed(text: str) -> list[str] | None:
-            found = LISTENING.findall(text)
-            return found[:count] if len(found) >= count else None
-
-        found = self._stdout.wait_until(listed, timeout)
-        if found is None:
-            raise AssertionError(f"{self.argv} ended before listening; stderr: {self.stderr}")
-        return found
-
-    def wait_for_stderr(self, text: str, timeout: float = WAIT) -> str:
-        """The first stderr line containing C{text}, once logged."""
-
-        def line(so_far: str) -> str | None:
-            return next((line for line in so_far.splitlines() if text in line), None)
-
-        found = self._stderr.wait_until(line, timeout)
-        if found is None:
-            raise AssertionError(f"{text!r} never logged; stderr: {self.stderr}")
-        return found
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        """Send C{signum} to the main thread, where the command handles it."""
-        main = threading.main_thread().ident
-        assert main is not None
-        signal.pthread_kill(main, signum)
-
-
-_logging_begun = False
-
-
-def begin_logging() -> None:
-    """
-    Begin Twisted's global logging once, to nothing, before the first server
-    run: otherwise that run's stderr would get the events earlier tests
-    logged, replayed.  The tests' warnings stay with pytest.
-    """
-    global _logging_begun
-    if _logging_begun:
-        return
-    from twisted.logger import LogPublisher
-
-    from poetry_endpoints.cli.serve import log_to
-
-    showwarning = warnings.showwarning
-    try:
-        log_to(LogPublisher())()  # an observer with no observers of its own
-    finally:
-        warnings.showwarning = showwarning
-    _logging_begun = True
-
-
-def _ignore(signum: int, frame: object) -> None:
-    """A signal that comes after the command restored the handlers: a late stop, harmless."""
-
-
-def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) -> tuple[Ran, T]:
-    """
-    Run ``poetry-endpoints ARGV`` (a server: ``serve``, ``proxy``) here, in
-    the main thread, while C{client(serving)} runs in a thread of its own;
-    the client reads what the command prints and stops it with
-    L{Serving.stop}.  Returns the command's run and the client's result.
-
-    @raise AssertionError: the run took longer than C{wait} seconds, or left
-        a timer or a connection on its reactor.  An exception of the client
-        stops the command and is raised here.
-    """
-    from poetry_endpoints.cli import main
-
-    assert threading.current_thread() is threading.main_thread(), "signals go to the main thread"
-    begin_logging()
-    reactor: Any = EPollReactor()
-    timed_out: list[bool] = []
-
-    def too_long() -> None:
-        timed_out.append(True)
-        reactor.stop()
-
-    guard = reactor.callLater(wait, too_long)
-    stdout, stderr = _LiveBytes(), _LiveBytes()
-    serving = Serving(list(argv), stdout, stderr)
-    results: list[T] = []
-    failures: list[BaseException] = []
-
-    def run_client() -> None:
-        try:
-            results.append(client(serving))
-        except BaseException as e:
-            failures.append(e)
-            reactor.callFromThread(_stop_if_running, reactor)
-
-    thread = threading.Thread(target=run_client, name="serve_cli client", daemon=True)
-    # A stop signal that arrives after the command restored its handlers must
-    # not reach pytest's.
-    handlers = {
-        signum: signal.signal(signum, _ignore) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    streams = (sys.stdin, sys.stdout, sys.stderr)
-    # Held here: a text stream closes its bytes when it is collected.
-    text_streams = (
-        _Pipe(),
-        io.TextIOWrapper(stdout, encoding="utf-8", write_through=True),
-        io.TextIOWrapper(stderr, encoding="utf-8", errors="backslashreplace", write_through=True),
-    )
-    sys.stdin, sys.stdout, sys.stderr = text_streams
-    code: object = None
-    try:
-        thread.start()
-        try:
-            main(list(argv), reactor=reactor)
-        except SystemExit as e:
-            code = e.code
-        else:  # main() always exits
-            raise AssertionError(f"main({argv!r}) returned instead of exiting")
-    finally:
-        sys.stdin, sys.stdout, sys.stderr = streams
-        stdout.end()
-        stderr.end()
-        thread.join(wait)
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    try:
-        if failures:
-            raise failures[0]
-        assert not thread.is_alive(), f"the client of {argv} did not finish within {wait} s"
-        assert not timed_out, f"poetry-endpoints {' '.join(argv)} ran past {wait} s"
-        if guard.active():
-            guard.cancel()
-        _assert_nothing_left(reactor, argv)
-    finally:
-        _close(reactor)
-    status = code if isinstance(code, int) else (0 if code is None else 1)
-    return Ran(list(argv), status, stdout.getvalue(), stderr.getvalue()), results[0]
-
-
-def _stop_if_running(reactor: Any) -> None:
-    if reactor.running:
-        reactor.stop()

@@ -16,7 +16,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from inprocess import Ran, Serving, run_cli, serve_cli
+from inprocess import Ran, run_cli
+from inprocess_serve import Serving, begin_logging, serve_cli
 from serve_process import WAIT, Running, cli, connect, fetch
 
 from poetry_endpoints.servers.poetry import bundled_poems
@@ -161,6 +162,7 @@ class _Result:
 
 
 def _run(*args: str) -> _Result:
+    begin_logging()  # a serve that fails to listen has begun to log
     return _Result(run_cli(*args))
 
 
@@ -294,7 +296,6 @@ def test_each_run_in_one_process_logs_to_its_own_stream_until_it_ends() -> None:
     # serve/proxy log through log_to; Twisted's logging begins once per process.
     from typing import cast
 
-    from inprocess import begin_logging
     from twisted.logger import ILogObserver, LogEvent, Logger
 
     from poetry_endpoints.cli.serve import log_to

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
-from inprocess import Ran, Serving, serve_cli
+from inprocess import Ran
+from inprocess_serve import Serving, serve_cli
 from serve_process import WAIT, connect
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address

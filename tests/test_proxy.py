@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 from fake_upstream import FakeClient
-from inprocess import Serving, run_cli, serve_cli
+from inprocess import run_cli
+from inprocess_serve import Serving, serve_cli
 from serve_process import Running, cli, fetch
 from server_thread import ServerThread
 from twisted.internet import reactor

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from fake_upstream import FakeClient
-from inprocess import Serving, serve_cli
+from inprocess_serve import Serving, serve_cli
 from peak_memory import measured_cli, read_peak
 from serve_process import WAIT, Running, connect
 from server_thread import ServerThread
