@@ -236,3 +236,39 @@ def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) ->
 def _stop_if_running(reactor: Any) -> None:
     if reactor.running:
         reactor.stop()
+
+
+def twist_here(*args: str) -> tuple[int, str]:
+    """
+    ``twist --log-format text ARGS`` in this process, for a run that ends
+    before its service starts (a usage error): the exit status, and stdout
+    and stderr together.
+
+    Twisted's own ``Twist.main`` parses the options and makes the plugin's
+    service, as the command does; starting the service or the reactor is an
+    error here (the global reactor belongs to the trial tests).
+    """
+    import importlib
+
+    # twist's exit() writes to the streams sys had when it was imported.
+    exiting: Any = importlib.import_module("twisted.application.runner._exit")
+    twist: Any = importlib.import_module("twisted.application.twist._twist").Twist
+
+    def started(*ignored: object) -> None:
+        raise AssertionError(f"twist {' '.join(args)} got as far as starting its service")
+
+    output = io.StringIO()
+    saved = (exiting.stdout, exiting.stderr, sys.stdout, sys.stderr)
+    saved_methods = (twist.__dict__["startService"], twist.__dict__["run"])
+    exiting.stdout = exiting.stderr = sys.stdout = sys.stderr = output
+    twist.startService = twist.run = staticmethod(started)
+    try:
+        twist.main(["twist", "--log-format", "text", *args])
+    except SystemExit as e:
+        code = e.code
+    else:
+        raise AssertionError(f"twist {' '.join(args)} returned instead of exiting")
+    finally:
+        exiting.stdout, exiting.stderr, sys.stdout, sys.stderr = saved
+        twist.startService, twist.run = saved_methods
+    return (code if isinstance(code, int) else 1), output.getvalue()
