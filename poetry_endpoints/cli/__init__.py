@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .. import __version__
 from ..errors import one_line
 from . import demo, get, proxy, serve, status
 from .output import PROG
@@ -47,22 +46,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Get Poetry Now! Download poems from Twisted endpoints and URLs, "
         "or serve them.",
     )
-    version = f"{parser.prog} {__version__}"
-    _add_version(parser, version)
+    _add_version(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS.values():
         module.add_parser(commands)
     # After a subcommand too ("get --version"), where a user reaches for it
     # as often as before one; it answers the same line.
     for subparser in commands.choices.values():
-        _add_version(subparser, version)
+        _add_version(subparser)
     return parser
 
 
-def _add_version(parser: argparse.ArgumentParser, version: str) -> None:
-    parser.add_argument(
-        "--version", action="version", version=version, help="print the version and exit"
-    )
+class _Version(argparse.Action):
+    """
+    argparse's C{action="version"}, but the version is read only when asked
+    for: reading it (importlib.metadata) costs every other run.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> NoReturn:
+        from .. import __version__
+
+        try:  # as argparse's own: a stdout that is gone is not an error
+            sys.stdout.write(f"{PROG} {__version__}\n")
+        except (AttributeError, OSError):
+            pass
+        parser.exit()
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
