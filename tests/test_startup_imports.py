@@ -2,10 +2,11 @@
 The command line imports only what a command needs.
 
 Every run of ``poetry-endpoints`` pays for what it imports before it does
-anything (a shell loop of ``get``, every CLI test of this suite).  treq (and
-the HTTP fetcher) is loaded for the first http(s) source, rich for the first
-progress display, twisted.web's server for ``serve --http`` and the
-demo, importlib.metadata when the version is asked for.  One real process per
+anything (a shell loop of ``get``, every CLI test of this suite).  treq (the
+HTTP fetcher) and hyperlink are loaded for the first http(s) source, rich for
+the first progress display, a subcommand's module only when it is the one
+run, twisted.web's server for ``serve --http`` and the demo, and
+importlib.metadata when the version is asked for.  One real process per
 check, its imports read from ``python -X importtime``, so that a top-level
 import added anywhere cannot quietly bring them back.  The time itself is
 measured by ``benchmarks/run.py`` (its start-up section), not here.
@@ -19,18 +20,25 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from conftest import subprocess_env
+from poetry_endpoints.cli import COMMANDS, build_parser
 
 POEM = b"A poem for the start-up check,\nloaded with nothing it does not need.\n"
 
 #: Neither a plain tcp: get nor --version may load these (or their submodules).
 NOT_FOR_TCP_OR_VERSION = (
     "treq",
+    "hyperlink",
     "rich",
     "twisted.web.server",
     "twisted.web.resource",
     "poetry_endpoints.http",
-    "poetry_endpoints.servers.web",
+    "poetry_endpoints.servers",
+    "poetry_endpoints.cli.serve",
+    "poetry_endpoints.cli.proxy",
+    "poetry_endpoints.cli.demo",
 )
 
 _IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \| +(\S+)$")
@@ -92,4 +100,48 @@ def test_the_version_loads_no_reactor_http_web_server_or_progress() -> None:
     assert done.returncode == 0
     assert done.stdout.decode().startswith("poetry-endpoints ")
     assert "importlib.metadata" in modules  # where the version is read from
-    assert loaded(modules, (*NOT_FOR_TCP_OR_VERSION, "twisted.internet.reactor")) == []
+    not_for_version = ("twisted.internet.reactor", "poetry_endpoints.cli.get")
+    assert loaded(modules, (*NOT_FOR_TCP_OR_VERSION, *not_for_version)) == []
+
+
+# A run builds its parser with only its own subcommand's options (the others
+# listed by name and summary): what it shows and parses must be what the
+# parser with every subcommand's options does.
+
+
+def help_text(argv: list[str], load: list[str] | None, capsys: pytest.CaptureFixture[str]) -> str:
+    parser = build_parser() if load is None else build_parser(load=load)
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(argv)
+    assert exited.value.code == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return out
+
+
+def test_the_top_level_help_lists_each_subcommand_as_its_own_parser_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    listed = help_text(["--help"], [], capsys)
+    assert listed == help_text(["--help"], None, capsys)
+    for name, summary in COMMANDS.items():
+        assert f"{name}" in listed and summary in listed
+
+
+#: The fewest arguments each subcommand parses.
+MINIMAL = {"get": [], "serve": [], "demo": [], "proxy": ["-u", "tcp:127.0.0.1:10000"]}
+
+
+def test_every_subcommand_has_a_minimal_command_line_here() -> None:
+    assert set(MINIMAL) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_a_subcommand_alone_has_the_help_and_options_of_the_whole_parser(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert help_text([name, "--help"], [name], capsys) == help_text([name, "--help"], None, capsys)
+    argv = [name, *MINIMAL[name]]
+    alone = vars(build_parser(load=[name]).parse_args(argv))
+    assert alone == vars(build_parser().parse_args(argv))
+    assert alone["command"] == name
