@@ -189,12 +189,13 @@ def say(message: str) -> None:
 def measure_baselines(config: Config) -> dict[str, int]:
     """Peak RSS of each client process that imports its modules and does nothing."""
     scripts = {**LARGE_CLIENTS, **{name: script for name, (script, _) in STREAM_CLIENTS.items()}}
-    peaks: dict[str, list[int]] = {name: [] for name in scripts}
+    # Once per script: clients that share one (the two file floors) import the same.
+    peaks: dict[str, list[int]] = {script: [] for script in dict.fromkeys(scripts.values())}
     for round_ in range(max(1, min(config.rounds, 3))):
-        for name in rotated(list(scripts), round_):
-            report = run_client(scripts[name], ["baseline"], config.child_timeout)
-            peaks[name].append(report["maxrss"])
-    return {name: int(statistics.median(values)) for name, values in peaks.items()}
+        for script in rotated(list(peaks), round_):
+            report = run_client(script, ["baseline"], config.child_timeout)
+            peaks[script].append(report["maxrss"])
+    return {name: int(statistics.median(peaks[script])) for name, script in scripts.items()}
 
 
 Runs = dict[str, dict[int, list[dict[str, Any]]]]
