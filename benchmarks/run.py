@@ -8,6 +8,7 @@ one small ``get``) against the floor of importing Twisted's reactor.
 
     python benchmarks/run.py            # the full run (about a minute or two)
     python benchmarks/run.py --quick    # tiny sizes, one round: a smoke test
+    python benchmarks/run.py --show     # the last run's table again, measuring nothing
 
 A loopback server runs in its own process; every measurement is a fresh client
 process, clients interleaved within each round, several rounds, medians
@@ -201,12 +202,13 @@ def say(message: str) -> None:
 def measure_baselines(config: Config) -> dict[str, int]:
     """Peak RSS of each client process that imports its modules and does nothing."""
     scripts = {**LARGE_CLIENTS, **{name: script for name, (script, _) in STREAM_CLIENTS.items()}}
-    peaks: dict[str, list[int]] = {name: [] for name in scripts}
+    # Once per script: clients that share one (the two file floors) import the same.
+    peaks: dict[str, list[int]] = {script: [] for script in dict.fromkeys(scripts.values())}
     for round_ in range(max(1, min(config.rounds, 3))):
-        for name in rotated(list(scripts), round_):
-            report = run_client(scripts[name], ["baseline"], config.child_timeout)
-            peaks[name].append(report["maxrss"])
-    return {name: int(statistics.median(values)) for name, values in peaks.items()}
+        for script in rotated(list(peaks), round_):
+            report = run_client(script, ["baseline"], config.child_timeout)
+            peaks[script].append(report["maxrss"])
+    return {name: int(statistics.median(peaks[script])) for name, script in scripts.items()}
 
 
 Runs = dict[str, dict[int, list[dict[str, Any]]]]
@@ -726,6 +728,36 @@ def render(doc: dict[str, Any], previous: dict[str, Any] | None) -> str:
     return "\n".join(out)
 
 
+# -- results files ------------------------------------------------------------------
+
+
+def previous_path(output: Path) -> Path:
+    """Where the run before the one in C{output} is kept: C{previous.json} beside it."""
+    return output.with_name("previous.json")
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    """The results in C{path}, or C{None} if there are none (or they cannot be read)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def save(doc: dict[str, Any], output: Path) -> dict[str, Any] | None:
+    """
+    Write C{doc} to C{output}, first copying what was there to previous.json
+    beside it; return those previous results (C{None} if there were none).
+    """
+    previous = load(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists():
+        shutil.copyfile(output, previous_path(output))
+    output.write_text(json.dumps(doc, indent=2) + "\n")
+    return previous
+
+
 # -- main -------------------------------------------------------------------------
 
 
@@ -740,18 +772,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where to write the JSON (the old file becomes previous.json beside it)",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument(
+        "--show",
+        action="store_true",
+        help="measure nothing: print the table of the results in --output, "
+        "compared with previous.json beside it",
+    )
     args = parser.parse_args(argv)
+    if args.show:
+        doc = load(args.output)
+        if doc is None:
+            say(f"no results to show in {args.output}")
+            return 2
+        print(render(doc, load(previous_path(args.output))))
+        return verdict(doc, args.check)
     config = QUICK if args.quick else Config()
     if args.rounds:
         config.rounds = config.many_rounds = max(1, args.rounds)
 
     started = time.perf_counter()
-    previous: dict[str, Any] | None = None
-    if args.output.exists():
-        try:
-            previous = json.loads(args.output.read_text())
-        except (OSError, ValueError):
-            previous = None
     try:
         sizes = sorted(
             set(config.growth) | {config.large, config.many_size, config.stream, config.memory}
@@ -780,14 +819,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     doc["elapsed_s"] = time.perf_counter() - started
 
+    previous = save(doc, args.output)
     print(render(doc, previous))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    if args.output.exists():
-        shutil.copyfile(args.output, args.output.with_name("previous.json"))
-    args.output.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nwrote {args.output} in {doc['elapsed_s']:.0f} s")
+    return verdict(doc, args.check)
+
+
+def verdict(doc: dict[str, Any], check: bool) -> int:
+    """The exit status: 1 with C{check} if a target is missed, else 0."""
     missed = [t for t in doc["targets"] if t["ok"] is False]
-    return 1 if args.check and missed else 0
+    return 1 if check and missed else 0
 
 
 if __name__ == "__main__":

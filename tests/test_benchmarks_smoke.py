@@ -8,11 +8,16 @@ how fast anything was.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import pytest
 
 from conftest import subprocess_env
 
@@ -37,21 +42,71 @@ def quick_run(output: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def test_quick_runs_write_every_number_and_the_second_compares_with_the_first(
-    tmp_path: Path,
+@functools.cache
+def runner() -> ModuleType:
+    """benchmarks/run.py as a module of this process, for its results files and its table."""
+    folder = str(ROOT / "benchmarks")
+    if folder not in sys.path:
+        sys.path.append(folder)  # run.py imports first_byte from beside it
+    spec = importlib.util.spec_from_file_location("benchmarks_run", ROOT / "benchmarks" / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def target_rows(stdout: str, doc: dict[str, Any]) -> dict[str, str]:
+    """Each target's row of the table, by the target's name."""
+    rows = {}
+    for target in doc["targets"]:
+        (row,) = [line for line in stdout.splitlines() if target["name"] in line]
+        rows[target["name"]] = row
+    return rows
+
+
+def test_a_quick_run_writes_every_number_and_the_next_compares_with_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # One test for both checks: each run of the suite costs seconds.
+    # One measuring run (each costs seconds); the next run's bookkeeping is
+    # run.py's own, called here on results derived from the first.
     output = tmp_path / "results" / "latest.json"
     done = quick_run(output, tmp_path)
-    check_every_number(json.loads(output.read_text()), done.stdout)
+    first_text = output.read_text()
+    first = json.loads(first_text)
+    check_every_number(first, done.stdout)
+    # Nothing to compare with yet: every target's row ends with a dash.
+    for row in target_rows(done.stdout, first).values():
+        assert row.rstrip().endswith("-"), row
+    assert not (output.parent / "previous.json").exists()
 
-    done = quick_run(output, tmp_path)
+    run = runner()
+    second = json.loads(first_text)
+    for target in second["targets"]:
+        target["value"] += 1.0
+    # What a second run does with its results: the first run's file becomes previous.json.
+    assert run.save(second, output) == first
     previous = json.loads((output.parent / "previous.json").read_text())
+    assert previous == first
     assert set(previous["large"]) == LARGE_CLIENTS
-    # Each target's row ends with the first run's value, not a dash.
-    for target in previous["targets"]:
-        (row,) = [line for line in done.stdout.splitlines() if target["name"] in line]
-        assert not row.rstrip().endswith("-"), row
+    assert json.loads(output.read_text()) == second
+    # And its table shows each target's new value with the first run's beside it
+    # (--show prints the same table from the files, measuring nothing).
+    capsys.readouterr()
+    assert run.main(["--show", "--output", str(output)]) == 0
+    shown = capsys.readouterr().out
+    rows = target_rows(shown, second)
+    for old, new in zip(first["targets"], second["targets"], strict=True):
+        cells = rows[new["name"]].split()
+        assert cells[-1] == f"{old['value']:.2f}", rows[new["name"]]
+        assert f"{new['value']:.2f}" in cells, rows[new["name"]]
+    for name in LARGE_CLIENTS | MANY_VARIANTS | STREAM_CLIENTS:
+        assert name in shown
+
+
+def test_show_without_results_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner().main(["--show", "--output", str(tmp_path / "none.json")]) == 2
+    assert "no results to show" in capsys.readouterr().err
 
 
 def check_every_number(doc: dict[str, Any], stdout: str) -> None:

@@ -22,15 +22,36 @@ POEMS = {poem.name: poem.data.decode("utf-8") for poem in bundled_poems()}
 
 
 def run_example(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / args[0]), *args[1:]],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    (result,) = run_examples([*args])
+    return result
+
+
+def run_examples(*runs: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    """Run each C{[script, *args]} at the same time, as separate programs; their results."""
+    started = [
+        subprocess.Popen(
+            [sys.executable, str(EXAMPLES / run[0]), *run[1:]],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            stdin=subprocess.DEVNULL,
+        )
+        for run in runs
+    ]
+    deadline = time.monotonic() + 60
+    results = []
+    try:
+        for process in started:
+            out, err = process.communicate(timeout=max(deadline - time.monotonic(), 0.1))
+            results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+    return results
 
 
 @pytest.mark.parametrize(
@@ -53,8 +74,9 @@ def test_examples_report_a_refused_source_by_name() -> None:
     with socket.socket() as s:  # a port that was free a moment ago, now closed: refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for script in ("deferred_style.py", "async_style.py", "asyncio_embedding.py"):
-        result = run_example(script, f"tcp:127.0.0.1:{port}")
+    scripts = ("deferred_style.py", "async_style.py", "asyncio_embedding.py")
+    results = run_examples(*([script, f"tcp:127.0.0.1:{port}"] for script in scripts))
+    for script, result in zip(scripts, results, strict=True):
         assert f"tcp:127.0.0.1:{port}: could not connect" in result.stderr, script
         assert "[connect-failed]" in result.stderr
         assert "Traceback" not in result.stderr
@@ -117,8 +139,14 @@ class HTTPPoemServer:
                     pass
 
     def close(self) -> None:
+        # Closing alone does not wake a thread blocked in accept(); shutting it down does.
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
         self._thread.join(5)
+        assert not self._thread.is_alive(), "the HTTP server thread did not end"
 
 
 def test_asyncio_example_fetches_every_kind_of_source() -> None:

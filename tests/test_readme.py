@@ -14,9 +14,10 @@ The claims of the README and docs/ that can drift are checked against the real t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -30,17 +31,30 @@ BLOCK = re.compile(r"<!-- help: (?P<command>\w+) -->\n```text\n(?P<text>.*?)```\
 
 
 def help_text(command: str) -> str:
-    """What ``poetry-endpoints COMMAND --help`` prints on a 100-column terminal."""
-    env = dict(os.environ, COLUMNS="100", LINES="50")
-    result = subprocess.run(
-        [sys.executable, "-m", "poetry_endpoints", command, "--help"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout
+    """
+    What ``poetry-endpoints COMMAND --help`` prints on a 100-column terminal:
+    the command line's own entry point, run in this process (a process per
+    command would cost more than the check).
+    """
+    from poetry_endpoints.cli import main
+
+    saved = {name: os.environ.get(name) for name in ("COLUMNS", "LINES")}
+    os.environ.update(COLUMNS="100", LINES="50")  # argparse reads the width from here
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            main([command, "--help"])
+    except SystemExit as e:
+        assert e.code in (0, None), f"{command} --help exited {e.code}"
+    else:
+        raise AssertionError(f"{command} --help did not exit")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return out.getvalue()
 
 
 def help_blocks(page: Path) -> dict[str, str]:

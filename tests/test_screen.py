@@ -10,20 +10,21 @@ itself is also driven by a fake clock and replayed the same way.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyte
 import pytest
 from loopback_servers import LoopbackServer, refused_port
-from serve_process import Running, cli
 from terminal import ScreenRun, run_on_screen
 from twisted.internet import reactor as _reactor
 from twisted.internet.endpoints import serverFromString
@@ -117,8 +118,14 @@ def logical_lines(run: ScreenRun) -> list[str]:
     return joined
 
 
-def failure_reason(source: str) -> tuple[str, str]:
-    """The failure line for C{source} as a piped stderr gets it, and its reason."""
+@pytest.fixture(scope="module")
+def piped_refusal() -> tuple[str, str]:
+    """
+    How a piped stderr reports a refused source, from one real run: the
+    failure line, and the source it names.  The line for any other refused
+    port differs only in the port (L{failure_reason}).
+    """
+    source = f"tcp:127.0.0.1:{refused_port()}"
     piped = subprocess.run(
         [*GET, "-q", source],
         capture_output=True,
@@ -127,10 +134,16 @@ def failure_reason(source: str) -> tuple[str, str]:
         timeout=WAIT,
         check=False,
     )
-    line = piped.stderr.decode().rstrip("\n")
-    match = re.fullmatch(rf"{PROG}: {re.escape(source)}: (.+) \[connect-failed\]", line)
+    assert piped.returncode == 1, piped.stderr
+    return piped.stderr.decode().rstrip("\n"), source
+
+
+def failure_reason(source: str, piped_refusal: tuple[str, str]) -> tuple[str, str]:
+    """The failure line for C{source} as a piped stderr gets it, and its reason."""
+    line, refused = piped_refusal
+    match = re.fullmatch(rf"{PROG}: {re.escape(refused)}: (.+) \[connect-failed\]", line)
     assert match, line
-    return line, match.group(1)
+    return f"{PROG}: {source}: {match.group(1)} [connect-failed]", match.group(1)
 
 
 def after_each_redraw(raw: bytes, columns: int, rows: int) -> Iterator[pyte.Screen]:
@@ -155,22 +168,61 @@ def red_rows(screen: pyte.Screen) -> list[str]:
     return found
 
 
-def slow_serve(poem_file: Path) -> Running:
-    return Running(
-        cli("serve", str(poem_file), "--delay", "0.02", "-l", "tcp:0:interface=127.0.0.1")
-    )
+class SlowServer:
+    """
+    A slow poetry server in a thread, as ``serve --delay`` is (but no process
+    to start): C{num_bytes} of the poem, a pause of C{delay}, and so on, then
+    a clean close; one thread per connection.
+    """
+
+    def __init__(self, poem: bytes, *, delay: float = 0.02, num_bytes: int = 10) -> None:
+        self.poem, self.delay, self.num_bytes = poem, delay, num_bytes
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.source = f"tcp:127.0.0.1:{self._listener.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            thread = threading.Thread(target=self._serve, args=(connection,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                for start in range(0, len(self.poem), self.num_bytes):
+                    if start and self._stop.wait(self.delay):
+                        return
+                    connection.sendall(self.poem[start : start + self.num_bytes])
+            except OSError:
+                pass
+
+    def __enter__(self) -> SlowServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(WAIT)
 
 
 @pytest.mark.parametrize(("columns", "rows"), [(100, 40), (60, 20)])
 def test_get_on_a_terminal_keeps_every_poem_line_the_failure_and_the_summary(
-    tmp_path: Path, columns: int, rows: int
+    piped_refusal: tuple[str, str], columns: int, rows: int
 ) -> None:
-    (tmp_path / "first.txt").write_text(FIRST)
-    (tmp_path / "second.txt").write_text(SECOND)
     refused = f"tcp:127.0.0.1:{refused_port()}"
-    failure, reason = failure_reason(refused)
-    with slow_serve(tmp_path / "first.txt") as first, slow_serve(tmp_path / "second.txt") as second:
-        [one], [two] = first.sources(1), second.sources(1)
+    failure, reason = failure_reason(refused, piped_refusal)
+    with SlowServer(FIRST.encode()) as first, SlowServer(SECOND.encode()) as second:
+        one, two = first.source, second.source
         run = run_on_screen(
             [*GET, one, two, refused], columns=columns, rows=rows, env=colourful_env(), timeout=WAIT
         )
@@ -198,18 +250,11 @@ def test_get_on_a_terminal_keeps_every_poem_line_the_failure_and_the_summary(
     assert all(len(row) < columns for row in shown)
 
 
-def test_a_poem_longer_than_the_screen_scrolls_back_whole(tmp_path: Path) -> None:
-    (tmp_path / "long.txt").write_text(LONG)
+def test_a_poem_longer_than_the_screen_scrolls_back_whole(piped_refusal: tuple[str, str]) -> None:
     refused = f"tcp:127.0.0.1:{refused_port()}"
-    failure, _ = failure_reason(refused)
-    with Running(
-        cli(
-            "serve",
-            str(tmp_path / "long.txt"),
-            *("--delay", "0.02", "--num-bytes", "100", "-l", "tcp:0:interface=127.0.0.1"),
-        )
-    ) as server:
-        [source] = server.sources(1)
+    failure, _ = failure_reason(refused, piped_refusal)
+    with SlowServer(LONG.encode(), num_bytes=100) as server:
+        source = server.source
         run = run_on_screen(
             [*GET, source, refused], columns=60, rows=20, env=colourful_env(), timeout=WAIT
         )
@@ -448,12 +493,11 @@ def test_a_terminal_too_narrow_for_rows_gets_none() -> None:
     assert stream.getvalue() == ""
 
 
-def test_json_lines_on_a_terminal_stay_above_the_display(tmp_path: Path) -> None:
-    (tmp_path / "first.txt").write_text(FIRST)
+def test_json_lines_on_a_terminal_stay_above_the_display(piped_refusal: tuple[str, str]) -> None:
     refused = f"tcp:127.0.0.1:{refused_port()}"
-    failure, _ = failure_reason(refused)
-    with slow_serve(tmp_path / "first.txt") as server:
-        [source] = server.sources(1)
+    failure, _ = failure_reason(refused, piped_refusal)
+    with SlowServer(FIRST.encode()) as server:
+        source = server.source
         # The refused source comes first, so its record is printed while the poem is still coming.
         run = run_on_screen(
             [*GET, "--json", refused, source],

@@ -31,8 +31,9 @@ from . import runner
 from .fetch import Fetch, Presentation
 from .output import PROG
 
-#: Six bytes every 60 ms: the longest bundled poem (~300 bytes) takes about 3 s.
-DELAY = 0.06
+#: Six bytes every 30 ms: the longest bundled poem (~300 bytes) takes about 1.5 s,
+#: long enough to watch the progress rows fill (they are redrawn five times a second).
+DELAY = 0.03
 NUM_BYTES = 6
 #: Generous next to DELAY; a demo that stalls should fail, not hang.
 TIMEOUT = 20.0
