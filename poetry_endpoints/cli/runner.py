@@ -169,7 +169,12 @@ def run(
                 result.printTraceback(file=sys.stderr)
         else:
             status[0] = result
-        reactor.stop()
+        # Not at once: an aborted connection closes (with a reset) in a call
+        # its transport made for "now"; the stop waits one turn of the
+        # reactor so that every such call runs first, and a run never ends
+        # with a connection it aborted still open (the process's exit would
+        # close it cleanly, as if the poem had ended).
+        reactor.callLater(0, reactor.stop)
 
     _threads_never_hold_exit(reactor)
     previous = {signum: signal.signal(signum, handler) for signum in signals}
