@@ -231,7 +231,7 @@ def test_timeouts(option: str) -> None:
 
 
 def test_a_timed_out_connection_is_reset_before_the_run_ends() -> None:
-    """"Connection aborted" is a reset the server sees, not a clean close at exit."""
+    """A timeout's "connection aborted" is a reset the server sees, not a clean close at exit."""
     seen: list[bytes | OSError] = []
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.settimeout(WAIT)
