@@ -228,6 +228,11 @@ def run(args: argparse.Namespace, *, reactor: Any = None) -> int:
     )
 
     async def fetch(reactor: Any, interruption: runner.Interruption) -> int:
-        return await Fetch(reactor, client, sources, presentation, interruption).run()
+        try:
+            return await Fetch(reactor, client, sources, presentation, interruption).run()
+        finally:
+            # The idle HTTP connections the pool keeps are closed, not left
+            # for the end of the process (a pool's 240 s timer with them).
+            await client.close()
 
     return runner.run(fetch, reactor=reactor)
