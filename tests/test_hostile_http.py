@@ -5,7 +5,8 @@ The hostile servers are raw sockets in a thread (wrapped with Python's
 ``ssl`` module for HTTPS), written without project code, so they can do what
 no well-behaved server does: reset the connection mid-body, close a TLS
 connection without ``close_notify``, send half a gzip stream, redirect to
-``file:``.  The client runs in the trial reactor, or as the CLI.
+``file:``.  The client runs in the trial reactor, or as the CLI (in this
+process, on a reactor of its own: tests/inprocess.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import tempfile
 import time
 import zlib
@@ -23,12 +23,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 from certs import make_ca
+from inprocess import Ran, run_cli
 from raw_http import Answer, RawHTTPServer
-from serve_process import cli
 from twisted.web.resource import Resource
 from web_helpers import Page, Redirect, WebTest, inline, reactor
 
-from conftest import subprocess_env
 from poetry_endpoints import PoetryClient, PoetryError
 from poetry_endpoints.http import INFLATE_STEP
 
@@ -341,17 +340,11 @@ class UserAgentTests(HostileTest):
                 PoetryClient(reactor, user_agent=bad)
 
 
-def get_from(answer: Answer, *options: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
+def get_from(answer: Answer, *options: str) -> tuple[Ran, str]:
     """Run C{get} with C{options} against a server that answers with C{answer}; and its URL."""
     server = RawHTTPServer(answer)
     try:
-        outcome = subprocess.run(
-            cli("get", *options, server.url),
-            capture_output=True,
-            env=subprocess_env(),
-            timeout=WAIT * 2,
-            stdin=subprocess.DEVNULL,
-        )
+        outcome = run_cli("get", *options, server.url, wait=WAIT * 2)
     finally:
         server.close()
     return outcome, server.url
