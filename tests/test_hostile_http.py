@@ -17,6 +17,7 @@ import socket
 import ssl
 import struct
 import tempfile
+import threading
 import time
 import zlib
 from importlib.metadata import version
@@ -29,6 +30,7 @@ from twisted.web.resource import Resource
 from web_helpers import Page, Redirect, WebTest, inline, reactor
 
 from poetry_endpoints import PoetryClient, PoetryError
+from poetry_endpoints.cli.get import CLOSE_WAIT
 from poetry_endpoints.http import INFLATE_STEP
 
 WAIT = 15.0
@@ -365,6 +367,28 @@ def test_cli_json_says_decode_for_a_body_that_is_not_gzip() -> None:
     assert outcome.returncode == 1, outcome
     assert b'"ok": false' in outcome.stdout and b'"kind": "decode"' in outcome.stdout, outcome
     assert b"Traceback" not in outcome.stderr
+
+
+def test_cli_ends_soon_when_a_tls_server_never_answers_the_close(tmp_path: Path) -> None:
+    """At its end, get closes a kept-alive connection, waiting CLOSE_WAIT at most for the server."""
+    ca = make_ca(tmp_path)
+    answered = threading.Event()
+
+    def keep_alive_and_never_read(connection: socket.socket) -> None:
+        connection.sendall(head(b"Content-Length: %d" % len(POEM)) + b"\r\n" + POEM)
+        answered.wait(WAIT)  # the client's close_notify is never read, so never answered
+
+    server = RawHTTPServer(keep_alive_and_never_read, tls=ca.issue("server"))
+    try:
+        started = time.monotonic()
+        outcome = run_cli("get", "--cacert", str(ca.cert), server.url, wait=WAIT)
+        took = time.monotonic() - started
+    finally:
+        answered.set()
+        server.close()
+    assert outcome.returncode == 0, outcome
+    assert outcome.stdout == POEM
+    assert took < CLOSE_WAIT + 5.0, took
 
 
 def test_zlib_sees_half_a_stream_as_unfinished() -> None:
