@@ -2,8 +2,9 @@
 Benchmark poetry_endpoints against an asyncio client, the classic ClientFactory
 client and a blocking-socket floor, in one run; and its streaming paths (the
 library's ``stream`` and ``get -o FILE``) against a floor that also writes the
-file, with a 1 GiB run for memory and the time to first byte through
-``get -o - SRC | head -c 20``.
+file, with a 1 GiB run for memory, the time to first byte through
+``get -o - SRC | head -c 20``, and the command's start-up (``--version``,
+one small ``get``) against the floor of importing Twisted's reactor.
 
     python benchmarks/run.py            # the full run (about a minute or two)
     python benchmarks/run.py --quick    # tiny sizes, one round: a smoke test
@@ -22,6 +23,7 @@ import json
 import math
 import os
 import platform
+import resource
 import selectors
 import shutil
 import statistics
@@ -63,6 +65,14 @@ STREAM_FLOOR = "floor + write"
 STREAM_FLOORS = {STREAM_FLOOR, "floor + write + fsync"}
 #: The command whose first byte is timed; the source is appended.
 FIRST_BYTE_COMMAND = ["-m", "poetry_endpoints", "get", "-q", "-o", "-"]
+#: Start-up row -> the command after ``python``; "{source}" is the small poem's source.
+#: The floor is what any Twisted command pays before it does anything.
+STARTUP_FLOOR = "floor: import the reactor"
+STARTUP_COMMANDS = {
+    STARTUP_FLOOR: ["-c", "from twisted.internet import reactor"],
+    "poetry-endpoints --version": ["-m", "poetry_endpoints", "--version"],
+    "poetry-endpoints get -q SRC (4 KiB)": ["-m", "poetry_endpoints", "get", "-q", "{source}"],
+}
 #: "many" variant -> (script, extra arguments).
 MANY_VARIANTS = {
     "endpoints tcp:": ("endpoints.py", ["--form", "tcp"]),
@@ -89,6 +99,8 @@ class Config:
     #: First byte through ``get -o - | head -c 20``: runs, and the server's pause after it.
     first_byte_rounds: int = 5
     first_byte_pause: float = 0.5
+    #: Start-up: each command this many times, a fresh process each, interleaved.
+    startup_rounds: int = 10
     #: The classic client skips a size whose projected time (quadratic) exceeds this.
     classic_bound: float = 8.0
     #: Longest any one client process may take before the run is abandoned.
@@ -107,6 +119,7 @@ QUICK = Config(
     memory=4 * MiB,
     first_byte_rounds=1,
     first_byte_pause=0.3,
+    startup_rounds=1,
     child_timeout=60.0,
 )
 
@@ -274,6 +287,47 @@ def measure_first_byte(config: Config) -> list[first_byte.FirstByte]:
     return results
 
 
+def measure_startup(config: Config, port: int, size: int) -> dict[str, list[dict[str, float]]]:
+    """
+    Wall and CPU time of whole command processes, start-up included: the
+    floor (importing the reactor), ``--version``, and a ``get`` of one
+    C{size}-byte poem from the server's C{port}; C{startup_rounds} each,
+    interleaved.  CPU is the child's own (user + system, from
+    C{RUSAGE_CHILDREN} around the run).
+    """
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in STARTUP_COMMANDS}
+    say(f"  startup: {', '.join(STARTUP_COMMANDS)} x {config.startup_rounds}")
+    source = f"tcp:127.0.0.1:{port}"
+    for round_ in range(config.startup_rounds):
+        for name in rotated(list(STARTUP_COMMANDS), round_):
+            command = [sys.executable, *(a.format(source=source) for a in STARTUP_COMMANDS[name])]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            try:
+                done = subprocess.run(
+                    command,
+                    capture_output=True,
+                    stdin=subprocess.DEVNULL,
+                    timeout=config.child_timeout,
+                    env=child_env(),
+                )
+            except subprocess.TimeoutExpired:
+                raise BenchmarkError(
+                    f"startup: {name} took over {config.child_timeout:g} s"
+                ) from None
+            wall = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if done.returncode != 0:
+                raise BenchmarkError(
+                    f"startup: {name} exited {done.returncode}: {done.stderr[-2000:]!r}"
+                )
+            if "get" in name and len(done.stdout) < size:
+                raise BenchmarkError(f"startup: {name} printed {len(done.stdout)} bytes")
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            runs[name].append({"wall": wall, "cpu": cpu})
+    return runs
+
+
 def measure_many(config: Config, port: int) -> dict[str, list[dict[str, Any]]]:
     """The many-small-poems job for each variant, interleaved over the rounds."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in MANY_VARIANTS}
@@ -341,6 +395,7 @@ def analyse(
     streaming: dict[str, list[dict[str, Any]]],
     memory: dict[str, dict[str, Any]],
     firsts: list[first_byte.FirstByte],
+    startup_runs: dict[str, list[dict[str, float]]],
 ) -> dict[str, Any]:
     """Medians, ratios and targets, as the JSON document."""
     large: dict[str, Any] = {}
@@ -416,6 +471,20 @@ def analyse(
         "max_ms": max(latencies),
     }
 
+    startup: dict[str, Any] = {
+        name: {
+            "median_wall_s": median_of(reports, "wall"),
+            "median_cpu_s": median_of(reports, "cpu"),
+            "walls_s": [r["wall"] for r in reports],
+            "cpus_s": [r["cpu"] for r in reports],
+        }
+        for name, reports in startup_runs.items()
+    }
+    floor_cpu = startup[STARTUP_FLOOR]["median_cpu_s"]
+    for row in startup.values():
+        row["cpu_above_floor_s"] = row["median_cpu_s"] - floor_cpu
+        row["cpu_x_floor"] = ratio(row["median_cpu_s"], floor_cpu)
+
     ours = large["poetry_endpoints"]
     many_tcp = many_summary["endpoints tcp:"]["median_wall_s"]
     targets = [
@@ -485,6 +554,12 @@ def analyse(
         "stream": stream,
         "memory": big,
         "first_byte": first,
+        "startup": {
+            "rows": startup,
+            # Set in the environment, every child compiles the project from
+            # source on every start: the rows then include that.
+            "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+        },
         "targets": [{**asdict(t), "ok": t.ok} for t in targets],
     }
 
@@ -610,6 +685,29 @@ def render(doc: dict[str, Any], previous: dict[str, Any] | None) -> str:
     )
     out.append("")
 
+    startup = doc["startup"]
+    out.append(
+        f"startup: whole command processes, start-up included, median of "
+        f"{config['startup_rounds']} runs"
+        + (
+            " (PYTHONDONTWRITEBYTECODE set: sources compiled every run)"
+            if startup["pythondontwritebytecode"]
+            else ""
+        )
+    )
+    rows = [["command", "wall s", "cpu s", "cpu above floor ms", "cpu x floor"]]
+    for name, row in startup["rows"].items():
+        rows.append(
+            [
+                name,
+                fmt(row["median_wall_s"], ".3f"),
+                fmt(row["median_cpu_s"], ".3f"),
+                fmt(row["cpu_above_floor_s"] * 1000, ".0f"),
+                fmt(row["cpu_x_floor"], ".2f"),
+            ]
+        )
+    out += [table(rows), ""]
+
     out.append("targets (ratios from this run)")
     old = {t["name"]: t["value"] for t in previous.get("targets", [])} if previous else {}
     rows = [["", "target", "value", "limit", "previous run"]]
@@ -672,10 +770,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             streaming, memory = measure_streaming(config, ports, folder)
             say("first byte")
             firsts = measure_first_byte(config)
+            say("startup")
+            startup_runs = measure_startup(config, ports[config.many_size], config.many_size)
     except BenchmarkError as e:
         say(f"benchmark failed: {e}")
         return 2
-    doc = analyse(config, baselines, by_size, skipped, many, streaming, memory, firsts)
+    doc = analyse(
+        config, baselines, by_size, skipped, many, streaming, memory, firsts, startup_runs
+    )
     doc["elapsed_s"] = time.perf_counter() - started
 
     print(render(doc, previous))

@@ -5,7 +5,7 @@ poetry_endpoints: download poems from any Twisted endpoint or URL.
     poem = await get_poetry(reactor, "tcp:localhost:10000")
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from .client import PoetryClient, PoetryReactor, get_poetry
 from .connect import QuietEndpoint, connect_poem
@@ -17,11 +17,25 @@ from .settings import ClientSettings
 from .sources import EndpointSource, HTTPSource, Source, parse_source
 from .streaming import Streamed
 
-try:
+if TYPE_CHECKING:
     #: The installed distribution's version: one number, kept in pyproject.toml only.
-    __version__ = version("poetry_endpoints")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+    __version__: str
+else:
+
+    def __getattr__(name: str) -> str:
+        # Read on first use, not at import: importlib.metadata and the scan
+        # for the distribution cost every command run that never asks.
+        if name != "__version__":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("poetry_endpoints")
+        except PackageNotFoundError:  # imported from a source tree that was never installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
+
 
 __all__ = [
     "KINDS",

@@ -21,7 +21,6 @@ import argparse
 import codecs
 import sys
 from collections.abc import Iterable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from twisted.internet import _sslverify
@@ -122,6 +121,10 @@ _REQUIRED: list[tuple[object, str, str, str]] = [
 
 
 def _installed(name: str) -> str:
+    # Imported here, for the message only: importlib.metadata is a start-up
+    # cost every import of this module would otherwise pay.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(name)
     except PackageNotFoundError:  # pragma: no cover - not installed from a distribution

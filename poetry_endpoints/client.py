@@ -21,7 +21,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Generator, Iterable, Sequence
 from itertools import count
-from typing import Any, Generic, Protocol, TypeAlias, TypeVar, overload, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    overload,
+    runtime_checkable,
+)
 
 from twisted.internet.defer import (
     CancelledError,
@@ -50,12 +59,16 @@ from .defaults import (
 )
 from .errors import RETRYABLE, PoetryError
 from .events import log_attempt, log_failure, log_retry
-from .http import HTTPFetcher
 from .poem import Poem
 from .protocol import Body, PoetryProtocol, ProgressCallback, Sink
 from .settings import ClientSettings
 from .sources import EndpointSource, HTTPSource, Source, parse_source
 from .streaming import Delivery, Streamed, is_sink
+
+if TYPE_CHECKING:
+    # Imported when the first HTTP source is fetched: treq and twisted.web's
+    # client are a start-up cost a client of tcp: and unix: sources need not pay.
+    from .http import HTTPFetcher
 
 #: Distinct source strings whose parse a client remembers.
 _PARSED_CACHE_SIZE = 4096
@@ -451,6 +464,8 @@ class PoetryClient:
 
     def _http_fetcher(self) -> HTTPFetcher:
         if self._http is None:
+            from .http import HTTPFetcher
+
             self._http = HTTPFetcher(self.settings)
         return self._http
 

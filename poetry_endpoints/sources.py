@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import hyperlink
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -192,6 +191,10 @@ def _is_number(text: str) -> bool:
 
 
 def _check_url(source: str, text: str) -> str:
+    # hyperlink is loaded by the first URL, not by every import: a start-up
+    # cost for commands that are given none.
+    import hyperlink
+
     try:
         url = hyperlink.URL.from_text(text)
     except (hyperlink.URLParseError, ValueError) as e:
@@ -269,6 +272,8 @@ def _idna(host: str) -> bytes:
 
 
 def _uri_host(host: str) -> bytes:
+    import hyperlink
+
     encoded: str = hyperlink.URL(host=host).to_uri().host
     return encoded.encode("ascii")
 

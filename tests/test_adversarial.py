@@ -1,8 +1,9 @@
 """
-Hostile servers and bad input against ``poetry-endpoints get`` as a subprocess (issue 5).
+Hostile servers and bad input against ``poetry-endpoints get`` (issue 5).
 
 One run mixes good servers (``serve`` over TCP and a Unix socket) with every
-``serve --fault`` mode, a refused port, a missing Unix socket and a name that
+``serve --fault`` mode (their services in a thread of this process:
+``tests/server_thread.py``), a refused port, a missing Unix socket and a name that
 does not resolve (the test network guard fails it without a DNS query).  For
 each source it checks the kind and a message naming the source, that good
 poems arrive byte for byte, the exit status, that the run ends within the
@@ -11,7 +12,8 @@ configured timeouts plus a margin, and that nothing prints a traceback.
 The client's peak memory is its own high-water mark (``VmHWM``), which the
 child reads as it exits (``tests/peak_memory.py``), so "the endless server
 cannot fill the client's memory" is measured, not assumed, and does not depend
-on what the test process held before.
+on what the test process held before.  The runs that measure no memory (and
+need no terminal) run ``get`` in this process (``tests/inprocess.py``).
 """
 
 from __future__ import annotations
@@ -31,16 +33,16 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import pytest
+from inprocess import run_cli
 from loopback_servers import refused_port
 from peak_memory import measured_cli, read_peak
 from raw_http import RawHTTPServer, responding
-from serve_process import Running, cli
+from server_thread import ServerThread
 from terminal import read_pty
 from twisted.internet import error
 from twisted.python.failure import Failure
@@ -134,6 +136,18 @@ def run_get(*args: str, stdout: int | IO[bytes] | None = None, timeout: float = 
         )
 
 
+def get_here(*args: str) -> Outcome:
+    """
+    Run ``get ARGS`` in this process (L{run_cli}) and time it; the peak
+    memory is not measured (C{max_rss} is -1): the runs that check it are
+    subprocesses (L{run_get}).
+    """
+    started = time.monotonic()
+    ran = run_cli("get", *args, wait=WAIT)
+    elapsed = time.monotonic() - started
+    return Outcome(ran.returncode, ran.stdout, ran.stderr, elapsed, max_rss=-1)
+
+
 def assert_no_traceback(outcome: Outcome) -> None:
     assert b"Traceback" not in outcome.stderr, outcome.stderr.decode()
 
@@ -162,21 +176,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         files[name] = where / f"{name}.txt"
         files[name].write_bytes(data)
     loopback = "tcp:0:interface=127.0.0.1"
-    with ExitStack() as stack:
-        # Start every server first, then read their addresses: they boot in parallel.
-        good_tcp = stack.enter_context(Running(cli("serve", "-l", loopback, str(files["tcp"]))))
-        good_unix = stack.enter_context(
-            Running(cli("serve", "-l", f"unix:{sockets / 'good.sock'}", str(files["unix"])))
-        )
-        faulty = {
-            mode: stack.enter_context(
-                Running(cli("serve", "-l", loopback, "--fault", mode, str(files["fault"])))
-            )
+    # What nine ``serve`` processes served: their services, on one reactor in a thread.
+    with ServerThread() as server:
+        (tcp,) = server.serve("-l", loopback, str(files["tcp"]))
+        (unix,) = server.serve("-l", f"unix:{sockets / 'good.sock'}", str(files["unix"]))
+        by_fault = {
+            mode: server.serve("-l", loopback, "--fault", mode, str(files["fault"]))[0]
             for mode in FAULT_OUTCOMES
         }
-        (tcp,) = good_tcp.sources(1)
-        (unix,) = good_unix.sources(1)
-        by_fault = {mode: server.sources(1)[0] for mode, server in faulty.items()}
         expected: dict[str, str | bytes] = {tcp: TCP_POEM}
         for mode, source in by_fault.items():
             expected[source] = FAULT_OUTCOMES[mode]
@@ -185,14 +192,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         expected[f"unix:{sockets / 'missing.sock'}"] = "connect-failed"
         expected[NOWHERE] = "connect-failed"
         yield Servers(expected, by_fault, tcp, unix)
-        for server in [good_tcp, good_unix, *faulty.values()]:
-            assert server.stop() == 0
-            assert "Traceback" not in server.stderr, server.stderr
+    # Closing stopped every service without an error; nothing logged a traceback.
+    assert "Traceback" not in server.stderr, server.stderr
     os.rmdir(sockets)
 
 
 def test_mixed_run_as_json_lines(servers: Servers) -> None:
-    outcome = run_get("--json", *LIMITS, *servers.sources)
+    outcome = get_here("--json", *LIMITS, *servers.sources)
 
     assert outcome.status == 1
     assert outcome.elapsed < TIMEOUT + MARGIN, "the run outlived its timeouts"
@@ -224,7 +230,7 @@ def test_mixed_run_as_json_lines(servers: Servers) -> None:
 
 
 def test_mixed_run_as_text_delivers_the_bytes_as_served(servers: Servers) -> None:
-    outcome = run_get(*LIMITS, *servers.sources)
+    outcome = get_here(*LIMITS, *servers.sources)
 
     assert outcome.status == 1
     assert outcome.elapsed < TIMEOUT + MARGIN
@@ -242,7 +248,7 @@ def test_mixed_run_as_text_delivers_the_bytes_as_served(servers: Servers) -> Non
 
 def test_the_failure_reasons_say_what_happened(servers: Servers) -> None:
     faults = servers.by_fault
-    outcome = run_get(
+    outcome = get_here(
         "--json",
         *LIMITS,
         faults["stall"],
@@ -315,11 +321,15 @@ def _gzip_bomb(size: int) -> bytes:
     return header + block * (size // MIB) + packer.flush() + trailer
 
 
-def get_one_http_response(response: bytes) -> Outcome:
-    """C{get --json} of a URL whose server answers with the raw C{response}."""
+def get_one_http_response(response: bytes, *, measured: bool = True) -> Outcome:
+    """
+    C{get --json} of a URL whose server answers with the raw C{response}: a
+    subprocess whose peak memory is measured, or with C{measured=False} a run
+    in this process.
+    """
     server = RawHTTPServer(responding(response), wait=WAIT)
     try:
-        return run_get("--json", *LIMITS, server.url)
+        return (run_get if measured else get_here)("--json", *LIMITS, server.url)
     finally:
         server.close()
 
@@ -422,7 +432,7 @@ def test_a_charset_chosen_to_break_the_decoder_is_a_decode_failure(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=%s\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (charset.encode(), len(body))
     )
-    outcome = get_one_http_response(head + body)
+    outcome = get_one_http_response(head + body, measured=False)
     assert outcome.status == 1
     assert_no_traceback(outcome)
     record = json.loads(outcome.stdout)

@@ -5,22 +5,22 @@ naming the option, never a traceback.
 ``poetry-endpoints get``/``serve``/``proxy``/``demo`` are checked through
 their argparse parser in this process (the process adds nothing to a parse
 error), ``twist poetry``/``poetry-proxy`` through their ``usage.Options``;
-one subprocess per command checks the whole path (exit 2 for
-``poetry-endpoints``, twist's 64 for ``twist``).
+one run per command checks the whole path, in this process too: the command
+line from ``main`` to its exit status 2 (``tests/inprocess.py``), and
+Twisted's ``Twist.main`` to twist's 64 (``tests/inprocess_serve.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_process import WAIT, cli, twist
+from inprocess import Ran, run_cli
+from inprocess_serve import twist_here
 from twisted.python import usage
 
-from conftest import subprocess_env
 from poetry_endpoints import options
 from poetry_endpoints.cli import build_parser
 from poetry_endpoints.cli.proxy import proxy_config
@@ -190,9 +190,10 @@ def test_every_bad_twist_value_is_a_usage_error_naming_the_option(
     assert checked >= 20
 
 
-def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stdout + result.stderr
-    (line,) = result.stderr.splitlines()
+def _one_error_line(result: Ran) -> str:
+    stdout, stderr = result.stdout.decode(), result.stderr.decode()
+    assert "Traceback" not in stdout + stderr
+    (line,) = stderr.splitlines()
     return line
 
 
@@ -205,11 +206,9 @@ def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     ],
 )
 def test_the_command_exits_2_with_one_line(argv: list[str], option: str) -> None:
-    result = subprocess.run(
-        cli(*argv), capture_output=True, text=True, env=subprocess_env(), timeout=WAIT
-    )
+    result = run_cli(*argv)
     assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
+    assert result.stdout == b""
     line = _one_error_line(result)
     assert line.startswith(f"poetry-endpoints {argv[0]}: error: ") and option in line
 
@@ -222,16 +221,8 @@ def test_the_command_exits_2_with_one_line(argv: list[str], option: str) -> None
     ],
 )
 def test_twist_exits_64_with_one_error_line(argv: list[str], option: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        twist(*argv),
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=WAIT,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 64, result.stdout + result.stderr
-    output = result.stdout + result.stderr
+    status, output = twist_here(*argv)
+    assert status == 64, output
     assert "Traceback" not in output
     # twist follows its one "Error:" line with the plugin's usage.
     (error,) = [line for line in output.splitlines() if line.startswith("Error:")]

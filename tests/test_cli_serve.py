@@ -1,21 +1,25 @@
 """
-``poetry-endpoints serve`` as a real subprocess on loopback.
+``poetry-endpoints serve`` on loopback.
 
 The server prints ``listening on SOURCE`` lines that these tests read to find
-it, then fetch from it with plain sockets.
+it, then fetch from it with plain sockets.  Most runs are in this process
+(`inprocess.serve_cli`: the command in the main thread, stopped by a real
+signal); a real subprocess where the process is the point: the end-to-end
+check, and the signals (Python's own SIGINT handling, a SIGINT ignored from
+the start).
 """
 
 from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
+from inprocess import Ran, run_cli
+from inprocess_serve import Serving, begin_logging, serve_cli
 from serve_process import WAIT, Running, cli, connect, fetch
 
-from conftest import subprocess_env
 from poetry_endpoints.servers.poetry import bundled_poems
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -38,6 +42,7 @@ def _no_traceback(text: str) -> None:
 
 
 def test_tcp_and_unix_listeners_serve_the_bundled_poems_in_turn(tmp_path: Path) -> None:
+    """The end-to-end check of ``serve``: the command as a process, stopped by SIGTERM."""
     sock = tmp_path / "poetry.sock"
     with Running(cli("serve", "-l", LOOPBACK, "--listen", f"unix:{sock}")) as server:
         tcp, unix = server.sources(2)
@@ -60,24 +65,34 @@ def test_several_files_are_served_in_turn(tmp_path: Path) -> None:
     first, second = tmp_path / "first.txt", tmp_path / "second.txt"
     first.write_bytes("Première strophe — é\n".encode())
     second.write_bytes(b"second\nwithout a final newline")
-    with Running(cli("serve", "-l", LOOPBACK, str(first), str(second))) as server:
+
+    def client(server: Serving) -> list[bytes]:
         (source,) = server.sources(1)
         received = [fetch(source) for _ in range(4)]
-        assert server.stop(signal.SIGINT) == 0
+        server.stop(signal.SIGINT)
+        return received
+
+    ran, received = serve_cli("serve", "-l", LOOPBACK, str(first), str(second), client=client)
+    assert ran.returncode == 0
     assert received == [first.read_bytes(), second.read_bytes()] * 2
-    assert any("first" in line for line in server.stderr_lines)
+    assert any("first" in line for line in _stderr(ran).splitlines())
 
 
 def test_slow_mode_delivers_the_whole_poem(tmp_path: Path) -> None:
     # The write sizes are checked deterministically in test_server.py.
     poem = tmp_path / "slow.txt"
     poem.write_bytes(b"0123456789" * 5)
-    with Running(
-        cli("serve", "-l", LOOPBACK, "--delay", "0.001", "--num-bytes", "7", str(poem))
-    ) as server:
+
+    def client(server: Serving) -> bytes:
         (source,) = server.sources(1)
-        assert fetch(source) == poem.read_bytes()
-        assert server.stop() == 0
+        received = fetch(source)
+        server.stop()
+        return received
+
+    argv = ("serve", "-l", LOOPBACK, "--delay", "0.001", "--num-bytes", "7", str(poem))
+    ran, received = serve_cli(*argv, client=client)
+    assert received == poem.read_bytes()
+    assert ran.returncode == 0
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -100,42 +115,55 @@ def test_sigint_stops_a_server_started_in_the_background_with_sigint_ignored() -
 
 
 def test_connections_still_open_do_not_hold_up_the_stop() -> None:
-    with Running(cli("serve", "-l", LOOPBACK, "--fault", "stall")) as server:
+    def client(server: Serving) -> tuple[str, bytes]:
         (source,) = server.sources(1)
         with connect(source) as sock:
             sock.settimeout(WAIT)
             # The server logs the connection before we ask it to stop.
-            assert "stall" in _wait_for_stderr(server, "fault stall")
-            assert server.stop(signal.SIGTERM) == 0
-            assert sock.recv(10) == b""  # the reactor closed it on the way out
-    _no_traceback(server.stderr)
+            logged = server.wait_for_stderr("fault stall")
+            server.stop(signal.SIGTERM)
+            return logged, sock.recv(10)
+
+    ran, (logged, after_stop) = serve_cli(
+        "serve", "-l", LOOPBACK, "--fault", "stall", client=client
+    )
+    assert "stall" in logged
+    assert ran.returncode == 0
+    assert after_stop == b""  # the reactor closed it on the way out
+    _no_traceback(_stderr(ran))
 
 
-def _wait_for_stderr(server: Running, text: str) -> str:
-    import time
-
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        for line in server.stderr_lines:
-            if text in line:
-                return line
-        time.sleep(0.01)
-    raise AssertionError(f"{text!r} never logged; stderr: {server.stderr}")
+def _stderr(ran: Ran) -> str:
+    return ran.stderr.decode("utf-8", "replace")
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
 def test_ipv6_listener_is_announced_as_the_bracketed_shorthand() -> None:
-    with Running(cli("serve", "-l", "tcp6:0:interface=\\:\\:1")) as server:
+
+    def client(server: Serving) -> tuple[str, bytes]:
         (source,) = server.sources(1)
-        assert source.startswith("[::1]:")
-        assert fetch(source) == bundled_poems()[0].data
-        assert server.stop() == 0
+        received = fetch(source)
+        server.stop()
+        return source, received
+
+    ran, (source, received) = serve_cli("serve", "-l", "tcp6:0:interface=\\:\\:1", client=client)
+    assert source.startswith("[::1]:")
+    assert received == bundled_poems()[0].data
+    assert ran.returncode == 0
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli(*args), capture_output=True, text=True, env=subprocess_env(), timeout=WAIT
-    )
+class _Result:
+    """A run's status and text output, as the subprocess checks read them."""
+
+    def __init__(self, ran: Ran) -> None:
+        self.returncode = ran.returncode
+        self.stdout = ran.stdout.decode()
+        self.stderr = _stderr(ran)
+
+
+def _run(*args: str) -> _Result:
+    begin_logging()  # a serve that fails to listen has begun to log
+    return _Result(run_cli(*args))
 
 
 @pytest.mark.parametrize(
@@ -186,17 +214,25 @@ def test_bad_settings_are_usage_errors(args: list[str]) -> None:
 
 def test_http_listener_serves_poems_over_http() -> None:
     pytest.importorskip("poetry_endpoints.servers.web")
-    with Running(cli("serve", "-l", LOOPBACK, "--http", LOOPBACK)) as server:
+
+    def client(server: Serving) -> tuple[bytes, str, bytes]:
         poetry, http = server.sources(2)
-        assert fetch(poetry) == bundled_poems()[0].data
-        assert http.startswith("http://127.0.0.1:") and http.endswith("/")
+        poem = fetch(poetry)
         host, port = http[len("http://") : -1].rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
             sock.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
             response = b""
             while chunk := sock.recv(65536):
                 response += chunk
-        assert server.stop() == 0
+        server.stop()
+        return poem, http, response
+
+    ran, (poem, http, response) = serve_cli(
+        "serve", "-l", LOOPBACK, "--http", LOOPBACK, client=client
+    )
+    assert poem == bundled_poems()[0].data
+    assert http.startswith("http://127.0.0.1:") and http.endswith("/")
+    assert ran.returncode == 0
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
     assert body in [poem.data for poem in bundled_poems()]
@@ -222,12 +258,17 @@ def _headers(head: bytes) -> dict[bytes, bytes]:
 @pytest.mark.parametrize("path", ["/", "/poems/haiku", "/poems/", "/nothing"])
 def test_head_answers_the_get_headers_without_a_body_or_a_warning(path: str) -> None:
     pytest.importorskip("poetry_endpoints.servers.web")
-    with Running(cli("serve", "-l", LOOPBACK, "--http", LOOPBACK)) as server:
+
+    def client(server: Serving) -> tuple[bytes, bytes]:
         _, url = server.sources(2)
         ask = f"{{}} {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".format
         head = _http_exchange(url, ask("HEAD").encode())
         got = _http_exchange(url, ask("GET").encode())
-        assert server.stop() == 0
+        server.stop()
+        return head, got
+
+    ran, (head, got) = serve_cli("serve", "-l", LOOPBACK, "--http", LOOPBACK, client=client)
+    assert ran.returncode == 0
     head_headers, _, head_body = head.partition(b"\r\n\r\n")
     get_headers, _, get_body = got.partition(b"\r\n\r\n")
     assert head_body == b""
@@ -240,7 +281,8 @@ def test_head_answers_the_get_headers_without_a_body_or_a_warning(path: str) -> 
     for headers in (expected, actual):
         headers.pop(b"date", None)
     assert actual == expected
-    assert "Warning" not in server.stderr and "eat it" not in server.stderr, server.stderr
+    stderr = _stderr(ran)
+    assert "Warning" not in stderr and "eat it" not in stderr, stderr
 
 
 def test_help_names_every_option() -> None:
@@ -248,3 +290,26 @@ def test_help_names_every_option() -> None:
     assert result.returncode == 0
     for option in ("--listen", "--delay", "--num-bytes", "--http", "--fault", "POEM_FILE"):
         assert option in result.stdout
+
+
+def test_each_run_in_one_process_logs_to_its_own_stream_until_it_ends() -> None:
+    # serve/proxy log through log_to; Twisted's logging begins once per process.
+    from typing import cast
+
+    from twisted.logger import ILogObserver, LogEvent, Logger
+
+    from poetry_endpoints.cli.serve import log_to
+
+    begin_logging()
+    first: list[LogEvent] = []
+    second: list[LogEvent] = []
+    log = Logger()
+    stop_first = log_to(cast(ILogObserver, first.append))
+    log.info("one")
+    stop_first()
+    stop_second = log_to(cast(ILogObserver, second.append))
+    log.info("two")
+    stop_second()
+    log.info("three")
+    assert [event["log_format"] for event in first] == ["one"]
+    assert [event["log_format"] for event in second] == ["two"]

@@ -1,17 +1,21 @@
 """
 The fault modes: each one observed by the library over real loopback sockets
 (the kind a client reports), by a plain socket against ``serve --fault`` (what
-is on the wire), and, for the producer-driven ones, step by step in memory.
+is on the wire; the command runs in this process, `inprocess.serve_cli`), and,
+for the producer-driven ones, step by step in memory.
 """
 
 from __future__ import annotations
 
 import signal
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
-from serve_process import WAIT, Running, cli, connect
+from inprocess import Ran
+from inprocess_serve import Serving, serve_cli
+from serve_process import WAIT, connect
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -181,8 +185,24 @@ class LibrarySeesFaults(TestCase):
         self.assertEqual((poem.data, poem.text), (b"", ""))
 
 
-def _serve(mode: str, *extra: str) -> Running:
-    return Running(cli("serve", "-l", "tcp:0:interface=127.0.0.1", "--fault", mode, *extra))
+T = TypeVar("T")
+
+
+def _serve(
+    mode: str, poem: Any, client: Callable[[socket.socket], T], stop: int = signal.SIGTERM
+) -> tuple[Ran, T]:
+    """Run ``serve --fault MODE POEM``; C{client} talks to it over one connection."""
+
+    def connected(server: Serving) -> T:
+        (source,) = server.sources(1)
+        try:
+            with connect(source) as sock:
+                return client(sock)
+        finally:
+            server.stop(stop)
+
+    argv = ("serve", "-l", "tcp:0:interface=127.0.0.1", "--fault", mode, str(poem))
+    return serve_cli(*argv, client=connected)
 
 
 def _read(sock: socket.socket, size: int) -> bytes:
@@ -215,33 +235,32 @@ def poem_file(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.mark.parametrize("mode", ["stall", "hang"])
 def test_serve_fault_keeps_the_connection_open(mode: str, poem_file: Any) -> None:
-    with _serve(mode, str(poem_file)) as server:
-        (source,) = server.sources(1)
-        with connect(source) as sock:
-            expected = partial(POEM.data) if mode == "hang" else b""
-            assert _read(sock, len(expected)) == expected
-            assert _silent(sock)
-        assert server.stop(signal.SIGINT) == 0
-    assert f"fault {mode}" in server.stderr
+    expected = partial(POEM.data) if mode == "hang" else b""
+    ran, (received, silent) = _serve(
+        mode, poem_file, lambda sock: (_read(sock, len(expected)), _silent(sock)), signal.SIGINT
+    )
+    assert received == expected
+    assert silent
+    assert ran.returncode == 0
+    assert f"fault {mode}" in ran.stderr.decode()
 
 
 def test_serve_fault_reset_sends_half_then_rst(poem_file: Any) -> None:
-    with _serve("reset", str(poem_file)) as server:
-        (source,) = server.sources(1)
+    def client(sock: socket.socket) -> bytes:
         received = b""
-        with pytest.raises(ConnectionResetError), connect(source) as sock:
+        with pytest.raises(ConnectionResetError):
             while chunk := sock.recv(65536):
                 received += chunk
-        assert server.stop() == 0
+        return received
+
+    ran, received = _serve("reset", poem_file, client)
+    assert ran.returncode == 0
     assert POEM.data.startswith(received) and len(received) < len(POEM.data)
 
 
 def test_serve_fault_endless_sends_more_than_any_poem(poem_file: Any) -> None:
-    with _serve("endless", str(poem_file)) as server:
-        (source,) = server.sources(1)
-        with connect(source) as sock:
-            stream = _read(sock, 4 * ENDLESS_CHUNK)
-        assert server.stop() == 0
+    ran, stream = _serve("endless", poem_file, lambda sock: _read(sock, 4 * ENDLESS_CHUNK))
+    assert ran.returncode == 0
     assert stream == (POEM.data * (len(stream) // len(POEM.data) + 1))[: len(stream)]
 
 
@@ -252,11 +271,12 @@ def test_serve_fault_endless_sends_more_than_any_poem(poem_file: Any) -> None:
 def test_serve_fault_closes_cleanly_after_its_payload(
     mode: str, transform: Any, poem_file: Any
 ) -> None:
-    with _serve(mode, str(poem_file)) as server:
-        (source,) = server.sources(1)
-        with connect(source) as sock:
-            received = b""
-            while chunk := sock.recv(65536):
-                received += chunk
-        assert server.stop() == 0
+    def client(sock: socket.socket) -> bytes:
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+    ran, received = _serve(mode, poem_file, client)
+    assert ran.returncode == 0
     assert received == transform(POEM.data)

@@ -1,21 +1,25 @@
 """
 The poetry proxy: client → proxy → server over real loopback sockets, its
 cache and shared fetches, upstream failures turned into aborts; the cache's
-bookkeeping step by step on a fake clock; and ``poetry-endpoints proxy`` as a
-subprocess.
+bookkeeping step by step on a fake clock; and ``poetry-endpoints proxy``: as
+a subprocess for the end-to-end check, in this process (``tests/inprocess.py``)
+for the rest, in front of ``serve``'s services in a thread
+(``tests/server_thread.py``).
 """
 
 from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_upstream import FakeClient
-from serve_process import WAIT, Running, cli, fetch
+from inprocess import run_cli
+from inprocess_serve import Serving, serve_cli
+from serve_process import Running, cli, fetch
+from server_thread import ServerThread
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
@@ -23,7 +27,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from conftest import subprocess_env, unix_socket_path
+from conftest import unix_socket_path
 from poetry_endpoints import PoetryError, get_poetry
 from poetry_endpoints.servers.faults import FaultyServerFactory
 from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory, bundled_poems
@@ -217,18 +221,19 @@ def test_cache_seconds_must_not_be_negative() -> None:
 
 
 def test_cli_proxy_chain_and_upstream_failure(tmp_path: Path) -> None:
+    """The end-to-end check of ``proxy``: the command as a process, stopped by SIGINT."""
     poem = tmp_path / "poem.txt"
     poem.write_bytes("through the proxy — ü\n".encode())
     sock = tmp_path / "proxy.sock"
-    with Running(cli("serve", "-l", "tcp:0:interface=127.0.0.1", str(poem))) as server:
-        (upstream,) = server.sources(1)
+    with ServerThread() as server:
+        (upstream,) = server.serve("-l", "tcp:0:interface=127.0.0.1", str(poem))
         proxy_argv = cli(
             "proxy", "--upstream", upstream, "-l", "tcp:0:interface=127.0.0.1", "-l", f"unix:{sock}"
         )
         with Running(proxy_argv) as proxy:
             tcp, unix = proxy.sources(2)
             assert fetch(tcp) == fetch(unix) == poem.read_bytes()
-            assert server.stop(signal.SIGTERM) == 0
+            server.close()  # the upstream goes away
             # The reset can come before connect() has even returned.
             with pytest.raises(ConnectionResetError):
                 fetch(tcp)
@@ -250,11 +255,10 @@ def test_cli_proxy_chain_and_upstream_failure(tmp_path: Path) -> None:
     ],
 )
 def test_cli_proxy_bad_settings_exit_2(args: list[str], message: str) -> None:
-    result = subprocess.run(
-        cli("proxy", *args), capture_output=True, text=True, env=subprocess_env(), timeout=WAIT
-    )
+    result = run_cli("proxy", *args)
+    stderr = result.stderr.decode()
     assert result.returncode == 2
-    assert len(result.stderr.splitlines()) == 1 and message in result.stderr
+    assert len(stderr.splitlines()) == 1 and message in stderr
 
 
 def test_cli_proxy_with_a_tls_upstream(tmp_path: Path) -> None:
@@ -263,20 +267,17 @@ def test_cli_proxy_with_a_tls_upstream(tmp_path: Path) -> None:
     ca = make_ca(tmp_path)
     issued = ca.issue("server")
     listen = f"ssl:0:interface=127.0.0.1:privateKey={issued.key}:certKey={issued.cert}"
-    with Running(cli("serve", "-l", listen)) as server:
-        (upstream,) = server.sources(1)
+    with ServerThread() as server:
+        (upstream,) = server.serve("-l", listen)
         assert upstream.startswith("tls:127.0.0.1:")
-        proxy_argv = cli(
-            "proxy",
-            "--upstream",
-            upstream,
-            "--cacert",
-            str(ca.cert),
-            "-l",
-            "tcp:0:interface=127.0.0.1",
-        )
-        with Running(proxy_argv) as proxy:
+
+        def client(proxy: Serving) -> bytes:
             (source,) = proxy.sources(1)
-            assert fetch(source) == bundled_poems()[0].data
-            assert proxy.stop() == 0
-        assert server.stop() == 0
+            received = fetch(source)
+            proxy.stop()
+            return received
+
+        proxy_argv = ("proxy", "--upstream", upstream, "--cacert", str(ca.cert))
+        ran, received = serve_cli(*proxy_argv, "-l", "tcp:0:interface=127.0.0.1", client=client)
+        assert received == bundled_poems()[0].data
+        assert ran.returncode == 0

@@ -6,8 +6,10 @@ upstream that fails mid-poem resets every client, and only small poems are
 cached.
 
 The hostile upstreams here are raw sockets in a thread, written without the
-project's code; the proxy is a real subprocess, or in-process where the test
-is about its bookkeeping.
+project's code.  The proxy command runs in this process
+(``tests/inprocess.py``), or as a subprocess where its own peak memory is
+measured; its services run in-process where the test is about their
+bookkeeping.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from typing import Any
 
 import pytest
 from fake_upstream import FakeClient
+from inprocess_serve import Serving, serve_cli
 from peak_memory import measured_cli, read_peak
-from serve_process import WAIT, Running, cli, connect
+from serve_process import WAIT, Running, connect
+from server_thread import ServerThread
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -136,46 +140,68 @@ def _rest(sock: socket.socket) -> bytes:
 
 def test_the_first_bytes_reach_the_client_before_the_upstream_ends(gated: Any) -> None:
     upstream = gated()
-    with Running(cli("proxy", "-u", upstream.source, "-l", LOOPBACK)) as proxy:
+
+    def client(proxy: Serving) -> tuple[bytes, bytes]:
         (source,) = proxy.sources(1)
-        with connect(source) as client:
-            # The upstream sends the rest only once this has arrived.
-            assert _receive(client, len(FIRST)) == FIRST
-            upstream.gate.set()
-            assert _rest(client) == REST
-        assert proxy.stop() == 0
+        try:
+            with connect(source) as sock:
+                # The upstream sends the rest only once this has arrived.
+                first = _receive(sock, len(FIRST))
+                upstream.gate.set()
+                return first, _rest(sock)
+        finally:
+            proxy.stop()
+
+    ran, (first, rest) = serve_cli("proxy", "-u", upstream.source, "-l", LOOPBACK, client=client)
+    assert first == FIRST
+    assert rest == REST
+    assert ran.returncode == 0
 
 
 def test_clients_asking_at_once_share_one_upstream_connection(gated: Any) -> None:
     upstream = gated()
-    with Running(cli("proxy", "-u", upstream.source, "-l", LOOPBACK)) as proxy:
+
+    def client(proxy: Serving) -> list[bytes]:
         (source,) = proxy.sources(1)
-        with connect(source) as first, connect(source) as second:
-            assert _receive(first, len(FIRST)) == FIRST
-            # The second joined the fetch in flight: the bytes so far, then the rest.
-            assert _receive(second, len(FIRST)) == FIRST
-            upstream.gate.set()
-            assert _rest(first) == _rest(second) == REST
-        assert upstream.accepted == 1
-        assert proxy.stop() == 0
+        try:
+            with connect(source) as first, connect(source) as second:
+                received = [_receive(first, len(FIRST))]
+                # The second joined the fetch in flight: the bytes so far, then the rest.
+                received.append(_receive(second, len(FIRST)))
+                upstream.gate.set()
+                return [*received, _rest(first), _rest(second)]
+        finally:
+            proxy.stop()
+
+    ran, received = serve_cli("proxy", "-u", upstream.source, "-l", LOOPBACK, client=client)
+    assert received == [FIRST, FIRST, REST, REST]
+    assert upstream.accepted == 1
+    assert ran.returncode == 0
 
 
 def test_an_upstream_reset_mid_poem_resets_every_client(gated: Any) -> None:
     upstream = gated("reset")
-    with Running(cli("proxy", "-u", upstream.source, "-l", LOOPBACK)) as proxy:
+
+    def client(proxy: Serving) -> None:
         (source,) = proxy.sources(1)
-        with connect(source) as first, connect(source) as second:
-            assert _receive(first, len(FIRST)) == _receive(second, len(FIRST)) == FIRST
-            upstream.gate.set()
-            for client in (first, second):
-                # Never a clean close that would make the first lines a whole poem.
-                with pytest.raises(ConnectionResetError):
-                    _rest(client)
-        assert proxy.stop() == 0
-    failures = [line for line in proxy.stderr_lines if "failed (incomplete)" in line]
-    assert len(failures) == 2, proxy.stderr
+        try:
+            with connect(source) as first, connect(source) as second:
+                assert _receive(first, len(FIRST)) == _receive(second, len(FIRST)) == FIRST
+                upstream.gate.set()
+                for sock in (first, second):
+                    # Never a clean close that would make the first lines a whole poem.
+                    with pytest.raises(ConnectionResetError):
+                        _rest(sock)
+        finally:
+            proxy.stop()
+
+    ran, _ = serve_cli("proxy", "-u", upstream.source, "-l", LOOPBACK, client=client)
+    assert ran.returncode == 0
+    stderr = ran.stderr.decode()
+    failures = [line for line in stderr.splitlines() if "failed (incomplete)" in line]
+    assert len(failures) == 2, stderr
     assert upstream.accepted == 1
-    assert "Traceback" not in proxy.stderr
+    assert "Traceback" not in stderr
 
 
 def _own_peak(pid: int) -> int:
@@ -195,8 +221,8 @@ def test_a_slow_client_paces_the_upstream_and_memory_stays_flat(tmp_path: Path) 
     line = b"a line of a long poem, relayed as it comes\n"
     poem.write_bytes((line * (POEM_BYTES // len(line) + 1))[:POEM_BYTES])
     report = tmp_path / "peak"
-    with Running(cli("serve", "-l", LOOPBACK, str(poem))) as server:
-        (upstream,) = server.sources(1)
+    with ServerThread() as server:
+        (upstream,) = server.serve("-l", LOOPBACK, str(poem))
         with Running(measured_cli(report, "proxy", "-u", upstream, "-l", LOOPBACK)) as proxy:
             (source,) = proxy.sources(1)
             before = _own_peak(proxy.process.pid)
@@ -217,7 +243,6 @@ def test_a_slow_client_paces_the_upstream_and_memory_stays_flat(tmp_path: Path) 
                     time.sleep(0.002)
             assert received == POEM_BYTES
             assert proxy.stop() == 0
-        server.stop()
     growth = read_peak(report) - before
     # Buffering the whole poem costs more than the poem (measured: 24.6 MiB
     # before the proxy streamed).  Streaming costs what one upstream read

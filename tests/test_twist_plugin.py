@@ -1,6 +1,8 @@
 """
 ``twist poetry`` and ``twist poetry-proxy``: the IServiceMaker plugins, found
-from the installed package and run as ``python -m twisted`` subprocesses.
+from the installed package and run as ``python -m twisted`` subprocesses (one
+end-to-end run each, and the exit after a listener fails, which ends the
+process); the usage errors run Twisted's ``Twist.main`` in this process.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from inprocess_serve import twist_here
 from serve_process import WAIT, Running, fetch, twist
+from server_thread import ServerThread
 
 from conftest import subprocess_env
 from poetry_endpoints.servers.poetry import bundled_poems
@@ -60,6 +64,7 @@ def test_plugins_are_found_from_the_installed_package(tmp_path: Path) -> None:
 
 
 def test_twist_poetry_serves_tcp_and_unix_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The end-to-end check of ``twist poetry``."""
     first, second = tmp_path / "a.txt", tmp_path / "b.txt"
     first.write_bytes("first — ü\n".encode())
     second.write_bytes(b"second\n")
@@ -94,8 +99,9 @@ def test_twist_poetry_serves_tcp_and_unix_and_stops_on_sigterm(tmp_path: Path) -
 
 
 def test_twist_poetry_proxy_in_front_of_twist_poetry(tmp_path: Path) -> None:
-    with Running(twist("poetry", "-l", "tcp:0:interface=127.0.0.1"), cwd=tmp_path) as server:
-        (upstream,) = server.sources(1)
+    """The end-to-end check of ``twist poetry-proxy``, in front of the poetry server's services."""
+    with ServerThread() as server:
+        (upstream,) = server.serve("-l", "tcp:0:interface=127.0.0.1")
         proxy_argv = twist(
             "poetry-proxy",
             "--upstream",
@@ -109,9 +115,9 @@ def test_twist_poetry_proxy_in_front_of_twist_poetry(tmp_path: Path) -> None:
             (source,) = proxy.sources(1)
             poems = [fetch(source) for _ in range(3)]
             proxy.stop()
-        server.stop()
     assert poems == [bundled_poems()[0].data] * 3
-    assert sum("sending" in line for line in server.stdout_lines) == 1, "served from the cache"
+    sent = [line for line in server.stderr.splitlines() if "sending" in line]
+    assert len(sent) == 1, "served from the cache"
 
 
 def test_twist_usage_errors_are_one_line_and_exit_64(tmp_path: Path) -> None:
@@ -123,10 +129,10 @@ def test_twist_usage_errors_are_one_line_and_exit_64(tmp_path: Path) -> None:
         (["poetry-proxy", "--upstream", "tcp:nohost"], "--upstream: invalid upstream"),
         (["poetry-proxy", "-u", "tcp:127.0.0.1:1", "--cacert", "/nonexistent"], "--cacert: "),
     ]:
-        result = _run(twist(*args), tmp_path)
-        assert result.returncode == 64, (args, result.stderr)
-        assert f"Error: {message}" in result.stderr + result.stdout, (args, result.stderr)
-        assert "Traceback" not in result.stderr + result.stdout
+        status, output = twist_here(*args)
+        assert status == 64, (args, output)
+        assert f"Error: {message}" in output, (args, output)
+        assert "Traceback" not in output
 
 
 @pytest.mark.parametrize("plugin", [["poetry"], ["poetry-proxy", "-u", "tcp:127.0.0.1:1"]])

@@ -4,21 +4,33 @@ The ``poetry-endpoints`` command line.
 This package formats and prints; the library underneath never does.  Each
 subcommand lives in a module of its own that provides ``add_parser`` (its
 options) and ``run`` (returns the exit status).
+
+A run imports only its own subcommand's module: the others would cost every
+start (the servers for ``get``, the download machinery for ``serve``) and are
+needed only for their names and summaries in ``--help``, which are below.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, NoReturn
 
-from .. import __version__
 from ..errors import one_line
-from . import demo, get, proxy, serve, status
+from . import status
 from .output import PROG
 
-COMMANDS = {"get": get, "serve": serve, "demo": demo, "proxy": proxy}
+#: Each subcommand (its module in this package has the same name) and the
+#: line the top-level --help shows for it, the same as its add_parser's help
+#: (tests/test_startup_imports.py checks that the two agree).
+COMMANDS = {
+    "get": "download poems from endpoints and URLs",
+    "serve": "serve poems, one per connection",
+    "demo": "watch slow loopback servers deliver every bundled poem at once",
+    "proxy": "serve poems streamed from an upstream source",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,29 +52,70 @@ class _Parser(argparse.ArgumentParser):
         return super()._get_values(action, arg_strings)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser for every subcommand."""
+def command_module(name: str) -> Any:
+    """The module of the subcommand C{name} (imported now if it was not yet)."""
+    return importlib.import_module(f".{name}", __name__)
+
+
+def build_parser(load: Collection[str] = COMMANDS) -> argparse.ArgumentParser:
+    """
+    The parser for every subcommand.
+
+    @param load: the subcommands whose options are added (their modules
+        imported); the others are only listed, with their summaries, and
+        cannot parse their own arguments.
+    """
     parser = _Parser(
         prog=PROG,
         description="Get Poetry Now! Download poems from Twisted endpoints and URLs, "
         "or serve them.",
     )
-    version = f"{parser.prog} {__version__}"
-    _add_version(parser, version)
+    _add_version(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS.values():
-        module.add_parser(commands)
+    for name, summary in COMMANDS.items():
+        if name in load:
+            command_module(name).add_parser(commands)
+        else:
+            commands.add_parser(name, help=summary)
     # After a subcommand too ("get --version"), where a user reaches for it
     # as often as before one; it answers the same line.
     for subparser in commands.choices.values():
-        _add_version(subparser, version)
+        _add_version(subparser)
     return parser
 
 
-def _add_version(parser: argparse.ArgumentParser, version: str) -> None:
-    parser.add_argument(
-        "--version", action="version", version=version, help="print the version and exit"
-    )
+class _Version(argparse.Action):
+    """
+    argparse's C{action="version"}, but the version is read only when asked
+    for: reading it (importlib.metadata) costs every other run.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> NoReturn:
+        from .. import __version__
+
+        try:  # as argparse's own: a stdout that is gone is not an error
+            sys.stdout.write(f"{PROG} {__version__}\n")
+        except (AttributeError, OSError):
+            pass
+        parser.exit()
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
+
+
+def given_command(argv: Sequence[str]) -> str | None:
+    """
+    The subcommand C{argv} names, if any: its first argument that is not an
+    option (the top level has only -h and --version, which take no value).
+    """
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None, *, reactor: Any = None) -> None:
@@ -73,5 +126,8 @@ def main(argv: Sequence[str] | None = None, *, reactor: Any = None) -> None:
         Twisted installs.  A program (or a test) that runs several commands
         in one process gives each a fresh reactor, since a reactor runs once.
     """
-    args = build_parser().parse_args(argv)
-    sys.exit(COMMANDS[args.command].run(args, reactor=reactor))
+    if argv is None:
+        argv = sys.argv[1:]
+    command = given_command(argv)
+    args = build_parser(load=[command] if command else []).parse_args(argv)
+    sys.exit(command_module(args.command).run(args, reactor=reactor))

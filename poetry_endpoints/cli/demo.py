@@ -27,7 +27,6 @@ from twisted.internet.interfaces import IListeningPort
 from ..addresses import source_for
 from ..client import PoetryClient
 from ..servers.poetry import PoemFile, PoetryServerFactory, bundled_poems
-from ..servers.web import listening_url, make_site
 from . import runner
 from .fetch import Fetch, Presentation
 from .output import PROG
@@ -74,6 +73,10 @@ async def start_http(
     reactor: Any, poems: Sequence[PoemFile], workdir: Path, count: int
 ) -> Listener:
     """The poems' web site (as C{serve --http} runs it) on a free loopback port."""
+    # Here, not at the top: every command line loads this module, and only
+    # the demo needs twisted.web's server.
+    from ..servers.web import listening_url, make_site
+
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(make_site(poems))
     root = listening_url(port, tls=False)
     return Listener("http", [f"{root}poems/{quote(poem.name)}" for poem in poems], port)

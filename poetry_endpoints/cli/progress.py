@@ -24,15 +24,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from rich.console import Console, Group, RenderableType
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 from twisted.internet.task import LoopingCall
 
 from .output import one_line
+
+if TYPE_CHECKING:
+    # rich is imported where a display is drawn, not here: most runs (output
+    # not to a terminal, -q, --json) never draw one and need not load it.
+    from rich.console import Console, RenderableType
+    from rich.progress_bar import ProgressBar
+    from rich.text import Text
 
 #: Five frames a second: a frame of twenty rows costs rich about 15 ms to lay out.
 REFRESH_SECONDS = 0.2
@@ -259,6 +262,10 @@ def render(board: Board, now: float, width: int, height: int) -> RenderableType:
     The display for C{width} columns and a screen C{height} lines high: a row
     per source shown, no line wider than C{width}, at most half the screen.
     """
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     rows, hidden = board.visible(min(MAX_ROWS, height // 2))
     wide, wider = width >= WIDE, width >= WIDER
     bar_width = 15 if wide else 10
@@ -318,6 +325,8 @@ _FINISHED = "green"
 
 
 def _bar(row: Row, width: int, now: float) -> ProgressBar:
+    from rich.progress_bar import ProgressBar
+
     failed = row.state == FAILED
     if row.total:
         completed = row.total if row.state == DONE else min(row.completed, row.total)
@@ -336,6 +345,8 @@ def _bar(row: Row, width: int, now: float) -> ProgressBar:
 
 
 def _state(row: Row) -> Text:
+    from rich.text import Text
+
     if row.state == FAILED:
         return Text(f"failed: {row.reason}", style="bold red")
     if row.state == DONE:
@@ -402,6 +413,8 @@ class RichDisplay:
     """
 
     def __init__(self, reactor: Any, stream: TextIO, console: Console | None = None) -> None:
+        from rich.console import Console
+
         self.console = console or Console(file=stream)
         self.board = Board(reactor.seconds)
         self.region = _Region(stream)

@@ -26,6 +26,7 @@ from twisted.logger import (
     LogLevelFilterPredicate,
     eventAsText,
     globalLogBeginner,
+    globalLogPublisher,
 )
 
 from .. import options
@@ -124,13 +125,28 @@ def run_listening(
     @return: 0 after SIGINT or SIGTERM, 1 if a listener could not listen, 2
         if C{build} raised L{ConfigError}.
     """
-    return runner.run(
-        serving(command, build), reactor=reactor, interrupted_status=lambda signum: status.OK
-    )
+    stop_logging: list[Callable[[], None]] = []
+    try:
+        return runner.run(
+            serving(command, build, stop_logging),
+            reactor=reactor,
+            interrupted_status=lambda signum: status.OK,
+        )
+    finally:
+        # After the reactor's last word ("Main loop terminated."), not before.
+        for stop in stop_logging:
+            stop()
 
 
-def serving(command: str, build: Callable[[Any], MultiService]) -> runner.Command:
-    """The command that runs C{build}'s service until the run is interrupted."""
+def serving(
+    command: str, build: Callable[[Any], MultiService], stop_logging: list[Callable[[], None]]
+) -> runner.Command:
+    """
+    The command that runs C{build}'s service until the run is interrupted.
+
+    It logs to stderr from the start of the service on; the function that
+    stops that is added to C{stop_logging}, for the end of the run.
+    """
 
     async def serve(reactor: Any, interruption: runner.Interruption) -> int:
         try:
@@ -138,7 +154,7 @@ def serving(command: str, build: Callable[[Any], MultiService]) -> runner.Comman
         except ConfigError as e:
             _complain(command, str(e))
             return status.USAGE
-        globalLogBeginner.beginLoggingTo([server_observer(sys.stderr)], redirectStandardIO=False)
+        stop_logging.append(log_to(server_observer(sys.stderr)))
         service.startService()
         try:
             try:
@@ -169,6 +185,29 @@ def _announce(sources: list[str]) -> None:
 
 def _complain(command: str, message: str) -> None:
     print(f"poetry-endpoints {command}: error: {message}", file=sys.stderr, flush=True)
+
+
+#: Whether this process has begun Twisted's global logging, which it can do once.
+_logging_begun = False
+
+
+def log_to(observer: ILogObserver) -> Callable[[], None]:
+    """
+    Send Twisted's log events to C{observer}; return the function that stops it.
+
+    The first call in a process begins Twisted's global logging with
+    C{observer}: it gets the events logged before, and warnings become log
+    events.  That can only be done once per process, so a later call (from a
+    program that runs several commands, each on a fresh reactor) adds the
+    observer alone.
+    """
+    global _logging_begun
+    if _logging_begun:
+        globalLogPublisher.addObserver(observer)
+    else:
+        globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+        _logging_begun = True
+    return lambda: globalLogPublisher.removeObserver(observer)
 
 
 def server_observer(stream: TextIO) -> ILogObserver:

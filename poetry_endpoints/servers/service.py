@@ -36,7 +36,6 @@ from ..errors import PoetryError
 from .faults import FaultyServerFactory
 from .limits import ConnectionLimit, reset_refused_connections
 from .poetry import PoemFile, PoetryServerFactory, load_poems
-from .web import make_site
 
 _log = Logger()
 
@@ -263,6 +262,10 @@ def build_server(reactor: Any, config: ServerConfig) -> MultiService:
     for description in config.listen:
         top.addService(ListeningService(reactor, description, factory))
     if config.http:
+        # twisted.web's server is loaded only for a server that has an HTTP
+        # listener: a start-up cost for every command (and plugin) otherwise.
+        from .web import make_site
+
         site = make_site(poems)
         for description in config.http:
             top.addService(ListeningService(reactor, description, site, kind="http"))
