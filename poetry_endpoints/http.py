@@ -15,20 +15,23 @@ try:
 except ImportError:  # treq before 26.7 types (and takes) the standard library's jar
     from http.cookiejar import CookieJar as IndexableCookieJar  # type: ignore[assignment]
 from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import (
+    URI,
     Agent,
     BrowserLikeRedirectAgent,
     GzipDecoder,
     HTTPConnectionPool,
     ResponseDone,
 )
-from twisted.web.error import InfiniteRedirection, RedirectWithNoLocation
+from twisted.web.error import InfiniteRedirection, RedirectWithNoLocation, SchemeNotSupported
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from ._private_apis import (
@@ -47,7 +50,7 @@ from .protocol import Body, PoetryProtocol, ProgressCallback, Sink
 from .reasons import connect_error, describe, tls_reason
 from .settings import ClientSettings
 from .sources import HTTPSource
-from .tls import VerifyingPolicy, trust_root
+from .tls import TLSOver, VerifyingPolicy, trust_root
 
 #: Redirects followed before giving up (curl's --max-redirs default is 50;
 #: browsers stop near 20, as does Twisted's RedirectAgent).
@@ -243,9 +246,9 @@ class HTTPFetcher:
         self._settings = settings
         self.pool = HTTPConnectionPool(settings.reactor, persistent=True)
         use_connection_factory(self.pool, _BoundedHeadFactory)
-        self._agent = Agent(
+        self._agent = Agent.usingEndpointFactory(
             settings.endpoint_reactor,
-            contextFactory=VerifyingPolicy(trust_root(settings.cacert)),
+            _Endpoints(settings, VerifyingPolicy(trust_root(settings.cacert))),
             pool=self.pool,
         )
         self._cookies = IndexableCookieJar()
@@ -348,6 +351,35 @@ class HTTPFetcher:
     def close(self) -> Deferred[None]:
         """Close the pool's idle persistent connections."""
         return self.pool.closeCachedConnections()  # type: ignore[no-any-return]
+
+
+@implementer(IAgentEndpointFactory)
+class _Endpoints:
+    """
+    What the C{Agent} connects with: what Twisted's own C{Agent} would (a
+    C{HostnameEndpoint}, under TLS for C{https}), with TLS timed by the
+    client's reactor (see `TLSOver`).
+    """
+
+    def __init__(self, settings: ClientSettings, policy: VerifyingPolicy) -> None:
+        self._settings = settings
+        self._policy = policy
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        try:
+            host = uri.host.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"The host of the provided URI ({uri.host!r}) contains non-ASCII octets, "
+                "it should be ASCII decodable."
+            ) from None
+        endpoint = HostnameEndpoint(self._settings.endpoint_reactor, host, uri.port)
+        if uri.scheme == b"http":
+            return endpoint
+        if uri.scheme == b"https":
+            creator = self._policy.creatorForNetloc(uri.host, uri.port)
+            return TLSOver(creator, endpoint, self._settings.reactor)
+        raise SchemeNotSupported(f"Unsupported scheme: {uri.scheme!r}")
 
 
 def _deliver(response: IResponse, body: HTTPBodyProtocol) -> None:

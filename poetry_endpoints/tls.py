@@ -25,13 +25,20 @@ from OpenSSL import SSL, crypto
 from service_identity.hazmat import DNS_ID, IPAddress_ID, ServiceID, verify_service_identity
 from service_identity.pyopenssl import extract_patterns
 from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     clientFromString,
-    wrapClientTLS,
 )
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.ssl import PrivateCertificate, optionsForClientTLS, platformTrust
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
@@ -177,7 +184,35 @@ def tls_client_endpoint(
     if wrapped is None:
         bind = None if bind_address is None else (bind_address, 0)
         wrapped = HostnameEndpoint(reactor, host, port, timeout, bind)
-    return wrapClientTLS(creator, wrapped)
+    return TLSOver(creator, wrapped, reactor)
+
+
+@implementer(IStreamClientEndpoint)
+class TLSOver:
+    """
+    TLS over C{wrapped}, timed by C{clock}: Twisted's C{wrapClientTLS}.
+
+    Except that Twisted's TLS, unless told otherwise, schedules the flush
+    of small writes (an HTTPS request, say) on the global reactor, where a
+    client running on another reactor waits for it forever.  Twisted's
+    C{Agent} does not tell it.
+    """
+
+    def __init__(
+        self,
+        creator: IOpenSSLClientConnectionCreator,
+        wrapped: IStreamClientEndpoint,
+        clock: IReactorTime,
+    ) -> None:
+        self._creator = creator
+        self._wrappedEndpoint = wrapped
+        self._clock = clock
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        """Connect C{protocolFactory}'s protocol over TLS; fires with that protocol."""
+        tls = TLSMemoryBIOFactory(self._creator, True, protocolFactory, clock=self._clock)
+        connecting: Deferred[Any] = self._wrappedEndpoint.connect(tls)
+        return connecting.addCallback(lambda protocol: protocol.wrappedProtocol)
 
 
 def tls_description_endpoint(

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +56,33 @@ class _Pipe(io.TextIOWrapper):
         return raw.getvalue()
 
 
-def run_cli(*argv: str, stdin: bytes = b"", wait: float = WAIT) -> Ran:
+class Running:
+    """A run in progress, as the C{during} function of `run_cli` sees it."""
+
+    def __init__(self, stdout: _Pipe) -> None:
+        self._stdout = stdout
+
+    def stdout(self) -> bytes:
+        """The bytes written to stdout so far."""
+        raw = self._stdout.buffer
+        assert isinstance(raw, io.BytesIO)
+        return raw.getvalue()
+
+
+def run_cli(
+    *argv: str,
+    stdin: bytes = b"",
+    wait: float = WAIT,
+    during: Callable[[Running], object] | None = None,
+) -> Ran:
     """
     Run ``poetry-endpoints ARGV`` here, as the command would run it, and
     return its exit status and output.
+
+    @param during: if given, called in a thread of its own while the command
+        runs (the test's side of a run that a subprocess test would drive
+        with C{Popen}: opening a gate, watching stdout); what it raises is
+        raised here, once the run has ended.
 
     @raise AssertionError: the run took longer than C{wait} seconds, or left
         a timer or a connection on its reactor.
@@ -77,6 +102,7 @@ def run_cli(*argv: str, stdin: bytes = b"", wait: float = WAIT) -> Ran:
     # set to), strict on stdout, backslash escapes on stderr.
     stdin_pipe, stdout_pipe, stderr_pipe = _Pipe(stdin), _Pipe(), _Pipe(errors="backslashreplace")
     sys.stdin, sys.stdout, sys.stderr = stdin_pipe, stdout_pipe, stderr_pipe
+    alongside = None if during is None else _Alongside(during, Running(stdout_pipe))
     try:
         main(list(argv), reactor=reactor)
     except SystemExit as e:
@@ -86,6 +112,8 @@ def run_cli(*argv: str, stdin: bytes = b"", wait: float = WAIT) -> Ran:
     finally:
         sys.stdin, sys.stdout, sys.stderr = streams
     try:
+        if alongside is not None:
+            alongside.end(wait)
         assert not timed_out, f"poetry-endpoints {' '.join(argv)} ran past {wait} s"
         if guard.active():
             guard.cancel()
@@ -94,6 +122,28 @@ def run_cli(*argv: str, stdin: bytes = b"", wait: float = WAIT) -> Ran:
         _close(reactor)
     status = code if isinstance(code, int) else (0 if code is None else 1)
     return Ran(list(argv), status, stdout_pipe.written(), stderr_pipe.written())
+
+
+class _Alongside:
+    """A C{during} function running in a thread; what it raised, raised again."""
+
+    def __init__(self, during: Callable[[Running], object], running: Running) -> None:
+        self._failure: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                during(running)
+            except BaseException as e:
+                self._failure.append(e)
+
+        self._thread = threading.Thread(target=call, daemon=True)
+        self._thread.start()
+
+    def end(self, wait: float) -> None:
+        self._thread.join(wait)
+        assert not self._thread.is_alive(), f"the during function ran past {wait} s"
+        if self._failure:
+            raise self._failure[0]
 
 
 def _assert_nothing_left(reactor: Any, argv: tuple[str, ...]) -> None:

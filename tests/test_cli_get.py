@@ -1,8 +1,11 @@
 """
-``poetry-endpoints get`` as a real subprocess against real loopback servers.
+``poetry-endpoints get`` against real loopback servers.
 
 Every option of ``get`` and every exit status; the servers are plain
-sockets in threads of this process (tests/loopback_servers.py).
+sockets in threads of this process (tests/loopback_servers.py).  The
+command runs in this process (tests/inprocess.py), as ``main(argv)`` on a
+reactor of its own; what needs a process runs as one: the end-to-end check,
+terminals, Ctrl-C, and a reader that goes away.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from inprocess import Ran, Running, run_cli
 from loopback_servers import LoopbackServer, refused_port, servers
 from terminal import read_pty, run_on_terminal
 
@@ -30,18 +35,12 @@ WAIT = 20.0
 COMMAND = [sys.executable, "-m", "poetry_endpoints", "get"]
 
 
-def get(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [*COMMAND, *args],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        env=subprocess_env(),
-        timeout=WAIT,
-        check=False,
-    )
+def get(*args: str, during: Callable[[Running], object] | None = None) -> Ran:
+    """C{get ARGS} run in this process; C{during}, if given, runs alongside it in a thread."""
+    return run_cli("get", *args, wait=WAIT, during=during)
 
 
-def stderr_lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
+def stderr_lines(result: Ran | subprocess.CompletedProcess[bytes]) -> list[str]:
     return result.stderr.decode().splitlines()
 
 
@@ -64,11 +63,19 @@ def read_until(fd: int, wanted: bytes, deadline: float) -> bytes:
 
 
 def test_every_poem_delivered_exits_0_with_nothing_on_stderr() -> None:
+    """The end-to-end check of ``get``: the command as a process of its own."""
     with (
         LoopbackServer(b"first poem\n") as tcp,
         LoopbackServer("second, caf\u00e9\n".encode(), unix=True) as unix,
     ):
-        result = get(tcp.source, unix.source)
+        result = subprocess.run(
+            [*COMMAND, tcp.source, unix.source],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            env=subprocess_env(),
+            timeout=WAIT,
+            check=False,
+        )
     assert result.returncode == 0
     assert result.stdout == "first poem\nsecond, caf\u00e9\n".encode()
     assert result.stderr == b""
@@ -80,16 +87,16 @@ def test_argument_order_even_when_a_later_source_finishes_first() -> None:
         LoopbackServer(b"slow, no newline", gate=gate) as slow,
         LoopbackServer(b"fast\n") as fast,
     ):
-        process = start(slow.source, fast.source)
-        try:
-            assert fast.finished.wait(WAIT)  # the fast poem is whole before the slow one
-            gate.set()
-            out, err = process.communicate(timeout=WAIT)
-        finally:
-            process.kill()
-            process.wait(WAIT)
-    assert process.returncode == 0, err
-    assert out == b"slow, no newline\nfast\n"  # argument order; a newline added
+
+        def fast_first(_: Running) -> None:
+            try:
+                assert fast.finished.wait(WAIT)  # the fast poem is whole before the slow one
+            finally:
+                gate.set()
+
+        result = get(slow.source, fast.source, during=fast_first)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"slow, no newline\nfast\n"  # argument order; a newline added
 
 
 def test_as_completed_prints_each_poem_when_it_is_whole() -> None:
@@ -98,18 +105,23 @@ def test_as_completed_prints_each_poem_when_it_is_whole() -> None:
         LoopbackServer(b"slow\n", gate=gate) as slow,
         LoopbackServer(b"fast\n") as fast,
     ):
-        process = start("--as-completed", slow.source, fast.source)
-        try:
-            assert process.stdout is not None
+        first: list[bytes] = []
+
+        def watch(running: Running) -> None:
             # The fast poem appears while the slow one is still held back.
-            first = read_until(process.stdout.fileno(), b"fast\n", time.monotonic() + WAIT)
-            gate.set()
-            rest, err = process.communicate(timeout=WAIT)
-        finally:
-            process.kill()
-            process.wait(WAIT)
-    assert process.returncode == 0, err
-    assert first + rest == b"fast\nslow\n"
+            try:
+                deadline = time.monotonic() + WAIT
+                while b"fast\n" not in running.stdout() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                first.append(running.stdout())
+                assert b"fast\n" in first[0], f"b'fast\\n' did not appear; got {first[0]!r}"
+            finally:
+                gate.set()
+
+        result = get("--as-completed", slow.source, fast.source, during=watch)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(first[0])
+    assert result.stdout == b"fast\nslow\n"
 
 
 def test_a_refused_port_among_good_sources_exits_1_and_keeps_the_good_poems() -> None:
@@ -218,6 +230,31 @@ def test_timeouts(option: str) -> None:
     assert stderr_lines(result)[0].endswith("[timeout]")
 
 
+def test_a_timed_out_connection_is_reset_before_the_run_ends() -> None:
+    """A timeout's "connection aborted" is a reset the server sees, not a clean close at exit."""
+    seen: list[bytes | OSError] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(WAIT)
+                connection.sendall(b"never ends")
+                try:
+                    seen.append(connection.recv(10))
+                except OSError as e:
+                    seen.append(e)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        result = get("-t", "0.3", f"tcp:127.0.0.1:{listener.getsockname()[1]}")
+        thread.join(WAIT)
+    assert result.returncode == 1
+    assert stderr_lines(result)[0].endswith("connection aborted [timeout]")
+    assert len(seen) == 1 and isinstance(seen[0], ConnectionResetError), seen
+
+
 @pytest.mark.parametrize("concurrency", ["1", "2"])
 def test_concurrency_limits_connections_open_at_once(concurrency: str) -> None:
     gate = threading.Event()
@@ -225,18 +262,18 @@ def test_concurrency_limits_connections_open_at_once(concurrency: str) -> None:
         LoopbackServer(b"first\n", gate=gate) as first,
         LoopbackServer(b"second\n") as second,
     ):
-        process = start("-c", concurrency, first.source, second.source)
-        try:
-            assert first.connected.wait(WAIT)
-            if concurrency == "2":
-                assert second.finished.wait(WAIT)  # both connected at once
-            gate.set()
-            out, err = process.communicate(timeout=WAIT)
-        finally:
-            process.kill()
-            process.wait(WAIT)
-    assert process.returncode == 0, err
-    assert out == b"first\nsecond\n"
+
+        def open_the_gate(_: Running) -> None:
+            try:
+                assert first.connected.wait(WAIT)
+                if concurrency == "2":
+                    assert second.finished.wait(WAIT)  # both connected at once
+            finally:
+                gate.set()
+
+        result = get("-c", concurrency, first.source, second.source, during=open_the_gate)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"first\nsecond\n"
     # With one slot, the second connection is made only after the first one closed.
     assert (second.accepted_at[0] > first.closing_at[0]) == (concurrency == "1")
 

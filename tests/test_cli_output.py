@@ -1,8 +1,9 @@
 """
-``get``'s output conventions as a real subprocess: ``-o FILE``, ``-o -``,
-``--output-dir DIR``, ``-i FILE`` and ``-v``.
+``get``'s output conventions: ``-o FILE``, ``-o -``, ``--output-dir DIR``,
+``-i FILE`` and ``-v``.
 
-The servers are plain sockets in threads of this process
+The command runs in this process (tests/inprocess.py), Ctrl-C in a
+subprocess; the servers are plain sockets in threads of this process
 (tests/loopback_servers.py), written without project code.
 """
 
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from inprocess import Ran, run_cli
 from loopback_servers import LoopbackServer, refused_port
 
 from conftest import subprocess_env
@@ -28,19 +30,12 @@ WAIT = 20.0
 COMMAND = [sys.executable, "-m", "poetry_endpoints", "get"]
 
 
-def get(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [*COMMAND, *args],
-        capture_output=True,
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        env=subprocess_env(),
-        timeout=WAIT,
-        check=False,
-    )
+def get(*args: str, stdin: bytes = b"") -> Ran:
+    """C{get ARGS} run in this process, C{stdin} its standard input."""
+    return run_cli("get", *args, stdin=stdin, wait=WAIT)
 
 
-def lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
+def lines(result: Ran) -> list[str]:
     return result.stderr.decode().splitlines()
 
 
@@ -102,16 +97,11 @@ def test_a_symlink_at_the_output_name_is_replaced_never_followed(tmp_path: Path)
         ["-o", ".", "tcp:127.0.0.1:1"],
     ],
 )
-def test_output_usage_errors_exit_2_and_write_nothing(tmp_path: Path, args: list[str]) -> None:
-    result = subprocess.run(
-        [*COMMAND, *args],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        env=subprocess_env(),
-        timeout=WAIT,
-        check=False,
-        cwd=tmp_path,
-    )
+def test_output_usage_errors_exit_2_and_write_nothing(
+    tmp_path: Path, args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # relative names are in the empty folder
+    result = get(*args)
     assert result.returncode == 2, result.stderr
     assert result.stdout == b""
     assert b"Traceback" not in result.stderr
@@ -231,7 +221,7 @@ def test_ctrl_c_in_the_middle_of_o_file_leaves_no_file(tmp_path: Path) -> None:
 VERBOSE = re.compile(r"poetry-endpoints: \+(\d+\.\d{3})s (\S+): (.*)")
 
 
-def _verbose(result: subprocess.CompletedProcess[bytes]) -> list[tuple[float, str, str]]:
+def _verbose(result: Ran) -> list[tuple[float, str, str]]:
     found = [VERBOSE.fullmatch(line) for line in lines(result)]
     return [(float(m[1]), m[2], m[3]) for m in found if m]
 

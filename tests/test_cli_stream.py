@@ -1,6 +1,9 @@
 """
-``get -o -`` and ``get -o FILE`` stream: as real subprocesses against raw
-socket servers in threads (no project code on the server side).
+``get -o -`` and ``get -o FILE`` stream, against raw socket servers in
+threads (no project code on the server side).
+
+The command runs in this process (tests/inprocess.py) unless the check needs
+a process: a reader that goes away, a memory peak, a terminal.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from inprocess import run_cli
 from peak_memory import measured_cli, read_peak
 from terminal import run_on_terminal
 
@@ -119,14 +123,7 @@ def test_o_dash_keeps_bytes_a_failed_poem_sent_and_says_so() -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        result = subprocess.run(
-            [*COMMAND, "-o", "-", f"tcp:127.0.0.1:{port}"],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-            timeout=WAIT,
-            check=False,
-        )
+        result = run_cli("get", "-o", "-", f"tcp:127.0.0.1:{port}", wait=WAIT)
     finally:
         thread.join(WAIT)
         listener.close()
@@ -169,14 +166,7 @@ def test_o_file_stops_at_the_first_piece_that_does_not_decode(tmp_path: Path) ->
     # Not UTF-8 from the first piece on; the whole poem would take 5 s.
     with Sender(b"caf\xe9 au lait\n", 50, pause=0.1) as server:
         started = time.monotonic()
-        result = subprocess.run(
-            [*COMMAND, "-o", str(target), server.source],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-            timeout=WAIT,
-            check=False,
-        )
+        result = run_cli("get", "-o", str(target), server.source, wait=WAIT)
         took = time.monotonic() - started
         assert server.ended.wait(WAIT)
         assert not server.all_sent.is_set()  # cut short: the check ran as it streamed
@@ -195,14 +185,7 @@ def test_o_dash_on_a_terminal_shows_controls_as_text_and_raw_bytes_to_a_pipe() -
             env=subprocess_env(),
             timeout=WAIT,
         )
-        piped = subprocess.run(
-            [*COMMAND, "-o", "-", to_pipe.source],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-            timeout=WAIT,
-            check=False,
-        )
+        piped = run_cli("get", "-o", "-", to_pipe.source, wait=WAIT)
     assert run.returncode == 0 and piped.returncode == 0
     assert b"\x1b" not in run.shown and b"\x07" not in run.shown and b"\xc2\x9b" not in run.shown
     assert b"title \\x1b]0;owned\\x07 red \\x1b[31m csi \\x9b2J" in run.shown

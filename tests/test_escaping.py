@@ -2,16 +2,14 @@
 One escaper for one-line messages, and JSON Lines that stay one line.
 
 Unit tests of `poetry_endpoints.errors.one_line` (which the CLI uses too)
-and of ``json_line``, then the CLI as a subprocess with a source whose bytes
-are not UTF-8, and with ``--encoding`` names that cannot decode a poem.
+and of ``json_line``, then the CLI (in this process, tests/inprocess.py) with
+a source whose bytes are not UTF-8, and with ``--encoding`` names that cannot decode a poem.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import unicodedata
 from collections.abc import Iterator
@@ -19,8 +17,9 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from inprocess import Ran, run_cli
 
-from conftest import run_main, subprocess_env
+from conftest import run_main
 from poetry_endpoints.cli import output
 from poetry_endpoints.cli.output import failure_line, json_line
 from poetry_endpoints.errors import PoetryError, one_line
@@ -88,15 +87,9 @@ def test_json_escapes_line_separators_and_bidi_controls() -> None:
     assert json.loads(line) == {"poem": text}
 
 
-def _get(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "poetry_endpoints", "get", "-q", *args],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        env=subprocess_env(),
-        timeout=WAIT,
-        check=False,
-    )
+def _get(*args: str | bytes) -> Ran:
+    # An argument's bytes reach main() as Python decodes a process's argv.
+    return run_cli("get", "-q", *(os.fsdecode(arg) for arg in args), wait=WAIT)
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ The hostile servers are raw sockets in a thread (wrapped with Python's
 ``ssl`` module for HTTPS), written without project code, so they can do what
 no well-behaved server does: reset the connection mid-body, close a TLS
 connection without ``close_notify``, send half a gzip stream, redirect to
-``file:``.  The client runs in the trial reactor, or as the CLI.
+``file:``.  The client runs in the trial reactor, or as the CLI (in this
+process, on a reactor of its own: tests/inprocess.py).
 """
 
 from __future__ import annotations
@@ -15,21 +16,21 @@ import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import tempfile
+import threading
 import time
 import zlib
 from importlib.metadata import version
 from pathlib import Path
 
 from certs import make_ca
+from inprocess import Ran, run_cli
 from raw_http import Answer, RawHTTPServer
-from serve_process import cli
 from twisted.web.resource import Resource
 from web_helpers import Page, Redirect, WebTest, inline, reactor
 
-from conftest import subprocess_env
 from poetry_endpoints import PoetryClient, PoetryError
+from poetry_endpoints.cli.get import CLOSE_WAIT
 from poetry_endpoints.http import INFLATE_STEP
 
 WAIT = 15.0
@@ -341,17 +342,11 @@ class UserAgentTests(HostileTest):
                 PoetryClient(reactor, user_agent=bad)
 
 
-def get_from(answer: Answer, *options: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
+def get_from(answer: Answer, *options: str) -> tuple[Ran, str]:
     """Run C{get} with C{options} against a server that answers with C{answer}; and its URL."""
     server = RawHTTPServer(answer)
     try:
-        outcome = subprocess.run(
-            cli("get", *options, server.url),
-            capture_output=True,
-            env=subprocess_env(),
-            timeout=WAIT * 2,
-            stdin=subprocess.DEVNULL,
-        )
+        outcome = run_cli("get", *options, server.url, wait=WAIT * 2)
     finally:
         server.close()
     return outcome, server.url
@@ -372,6 +367,28 @@ def test_cli_json_says_decode_for_a_body_that_is_not_gzip() -> None:
     assert outcome.returncode == 1, outcome
     assert b'"ok": false' in outcome.stdout and b'"kind": "decode"' in outcome.stdout, outcome
     assert b"Traceback" not in outcome.stderr
+
+
+def test_cli_ends_soon_when_a_tls_server_never_answers_the_close(tmp_path: Path) -> None:
+    """At its end, get closes a kept-alive connection, waiting CLOSE_WAIT at most for the server."""
+    ca = make_ca(tmp_path)
+    answered = threading.Event()
+
+    def keep_alive_and_never_read(connection: socket.socket) -> None:
+        connection.sendall(head(b"Content-Length: %d" % len(POEM)) + b"\r\n" + POEM)
+        answered.wait(WAIT)  # the client's close_notify is never read, so never answered
+
+    server = RawHTTPServer(keep_alive_and_never_read, tls=ca.issue("server"))
+    try:
+        started = time.monotonic()
+        outcome = run_cli("get", "--cacert", str(ca.cert), server.url, wait=WAIT)
+        took = time.monotonic() - started
+    finally:
+        answered.set()
+        server.close()
+    assert outcome.returncode == 0, outcome
+    assert outcome.stdout == POEM
+    assert took < CLOSE_WAIT + 5.0, took
 
 
 def test_zlib_sees_half_a_stream_as_unfinished() -> None:

@@ -3,8 +3,9 @@ Every source ``serve`` prints is one ``get`` accepts as written.
 
 One real ``serve`` process listens on every form it supports (TCP on IPv4
 and IPv6, Unix sockets whose paths hold a space, a colon, an equals sign,
-non-ASCII letters and a final space, and HTTP); a real ``get`` process
-fetches each ``listening on SOURCE`` line's SOURCE and gets the poem.  The
+non-ASCII letters and a final space, and HTTP); ``get``, run in this
+process (tests/inprocess.py), fetches each ``listening on SOURCE`` line's
+SOURCE and gets the poem.  The
 escaping that ``serve`` applies is the one ``get`` undoes.
 """
 
@@ -14,8 +15,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +22,11 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from inprocess import run_cli
 from serve_process import WAIT, Running, cli
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock
 
-from conftest import subprocess_env
 from poetry_endpoints import EndpointSource, HTTPSource, parse_source
 from poetry_endpoints.addresses import escape_description_field, source_for
 from poetry_endpoints.sources import UNIX_PATH_MAX
@@ -93,14 +92,7 @@ def test_every_source_serve_prints_is_fetched_by_get(folder: Path) -> None:
     listeners = options.count("-l") + options.count("--http")
     with Running(cli("serve", *options, str(poem))) as server:
         sources = _announced(server, listeners)
-        result = subprocess.run(
-            [sys.executable, "-m", "poetry_endpoints", "get", "--json", "-q", "-t", "10", *sources],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            env=subprocess_env(),
-            timeout=WAIT,
-            check=False,
-        )
+        result = run_cli("get", "--json", "-q", "-t", "10", *sources, wait=WAIT)
         assert server.stop() == 0
     assert result.returncode == 0, result.stderr.decode()
     outcomes = [json.loads(line) for line in result.stdout.decode().splitlines()]

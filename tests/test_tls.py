@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from certs import LOOPBACK_NAMES, Issued, make_ca, self_signed
 from cryptography import x509
+from inprocess import run_cli
 from serve_process import Running
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import CannotListenError
@@ -26,7 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from web_helpers import Page, Redirect, WebTest, inline, reactor
 
-from conftest import run_main, subprocess_env
+from conftest import run_main
 from poetry_endpoints import PoetryClient, PoetryError
 from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory
 from poetry_endpoints.tls import PlatformTrustPlusCA, tls_client_endpoint
@@ -240,14 +240,9 @@ def test_cli_mixes_https_tls_and_tcp_with_per_source_certificate_failures(
         sources = [https, tls, tcp, wrong_https, wrong_tls]
 
         def get(*options: str) -> tuple[int, list[dict[str, Any]]]:
-            result = subprocess.run(
-                [sys.executable, "-m", "poetry_endpoints", "get", "--json", *options, *sources],
-                capture_output=True,
-                stdin=subprocess.DEVNULL,
-                env=subprocess_env(),
-                timeout=30,
-                check=False,
-            )
+            # The command in this process, on a reactor of its own that TLS must
+            # use too (its timers once went to the global one); the servers in theirs.
+            result = run_cli("get", "--json", *options, *sources, wait=30)
             lines = result.stdout.decode().splitlines()
             return result.returncode, [json.loads(line) for line in lines]
 

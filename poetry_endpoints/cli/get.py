@@ -16,6 +16,9 @@ from .fetch import Fetch, Presentation
 from .inputs import InputError, Listed, read_source_list
 from .output import PROG, DirectoryOutput, FileOutput, describe_os_error, one_line
 
+#: How long the end of a run waits for its idle HTTP connections to close.
+CLOSE_WAIT = 0.5
+
 DESCRIPTION = """\
 Download a poem from each SOURCE, all at once, and print them in the order
 given.  A SOURCE is an http(s):// URL, a Twisted client endpoint description
@@ -228,6 +231,31 @@ def run(args: argparse.Namespace, *, reactor: Any = None) -> int:
     )
 
     async def fetch(reactor: Any, interruption: runner.Interruption) -> int:
-        return await Fetch(reactor, client, sources, presentation, interruption).run()
+        try:
+            return await Fetch(reactor, client, sources, presentation, interruption).run()
+        finally:
+            await _close_idle(client, reactor)
 
     return runner.run(fetch, reactor=reactor)
+
+
+async def _close_idle(client: PoetryClient, reactor: Any) -> None:
+    """
+    Close the idle HTTP connections C{client}'s pool keeps, rather than
+    leave them (and the pool's 240 s timer) to the process's exit; wait at
+    most L{CLOSE_WAIT}: over TLS, the close waits for the server to answer
+    it, which a server need not do.
+    """
+    from twisted.internet.defer import Deferred
+
+    closed: Deferred[None] = Deferred()
+
+    def done(_: object) -> None:
+        if not closed.called:
+            closed.callback(None)
+
+    timer = reactor.callLater(CLOSE_WAIT, done, None)
+    client.close().addBoth(done)  # a failure to close has no one to tell, at the end
+    await closed
+    if timer.active():
+        timer.cancel()
