@@ -16,8 +16,8 @@ except ImportError:  # treq before 26.7 types (and takes) the standard library's
     from http.cookiejar import CookieJar as IndexableCookieJar  # type: ignore[assignment]
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost, DNSLookupError
+from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import (
@@ -47,7 +47,7 @@ from ._private_apis import (
 )
 from .errors import PoetryError
 from .events import log_redirect
-from .protocol import Body, PoetryProtocol, ProgressCallback, Sink
+from .protocol import Body, PoetryProtocol, ProgressCallback, Sink, pending_error
 from .reasons import connect_error, describe, tls_reason
 from .settings import ClientSettings
 from .sources import HTTPSource
@@ -70,13 +70,56 @@ class ResponseHeadTooLarge(Exception):
     """A response's status line and headers went past L{MAX_HEAD_BYTES}."""
 
 
+@implementer(IHalfCloseableProtocol)
 class _BoundedHeadProtocol(HTTP11ClientProtocol):
-    """An HTTP/1.1 client connection that gives up on a response head past L{MAX_HEAD_BYTES}."""
+    """
+    An HTTP/1.1 client connection that gives up on a response head past
+    L{MAX_HEAD_BYTES}, and that tells a reset from a clean close even when
+    the reactor reports the reset as a clean close (see L{readConnectionLost}).
+    """
 
     def __init__(self, quiescentCallback: Any) -> None:
         HTTP11ClientProtocol.__init__(self, quiescentCallback)
         self._head_of: object = None  # the parser the count below belongs to
         self._head_bytes = 0
+        #: How the input ended, once the reactor has said it did.
+        self._input_end: Failure | None = None
+
+    def readConnectionLost(self) -> None:
+        """
+        The reactor saw the end of the input: a clean close, unless the
+        socket holds a pending error.
+
+        As for `PoetryProtocol.readConnectionLost`: Twisted's poll and epoll
+        reactors can take a reset for a clean close (a "hang up" event
+        without "readable"), and a body with no length would then pass for
+        whole.  Without this method the TCP transport calls L{connectionLost}
+        with C{ConnectionDone} and has closed the socket before, so its
+        pending error can no longer be read; here it still can.
+
+        Only a plain TCP transport calls this.  Under TLS, Twisted's TLS
+        layer is the TCP transport's protocol and does not pass the
+        half-close on: it reports any end of the TCP connection as the end
+        of the body only after the server's C{close_notify}, which a reset
+        never brings.
+        """
+        transport: Any = self.transport
+        if pending_error(transport):
+            self._input_end = Failure(ConnectionLost())  # what reading the reset gives
+            transport.abortConnection()
+        else:
+            self._input_end = Failure(ConnectionDone())
+            transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Nothing to do: the connection never closes only its own side."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._input_end is not None:
+            # How the input ended decides, not how closing our side after it
+            # went (aborting after a reset ends as ConnectionAborted).
+            reason = self._input_end
+        HTTP11ClientProtocol.connectionLost(self, reason)
 
     def dataReceived(self, bytes: bytes) -> None:
         HTTP11ClientProtocol.dataReceived(self, bytes)

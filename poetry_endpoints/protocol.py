@@ -190,7 +190,7 @@ class PoetryProtocol(Protocol):
         in the socket: reading it here keeps a reset from passing for the
         end of a whole poem.
         """
-        if _pending_error(self.transport):
+        if pending_error(self.transport):
             self._input_end = Failure(ConnectionLost())  # what reading the reset gives
             self.abort_transport()
         else:
@@ -289,7 +289,7 @@ class PoetryProtocol(Protocol):
             finished.callback(result)
 
 
-def _pending_error(transport: object) -> int:
+def pending_error(transport: object) -> int:
     """The socket error waiting in C{transport}'s socket (SO_ERROR), or 0."""
     get_handle = getattr(transport, "getHandle", None)
     if get_handle is None:

@@ -141,11 +141,17 @@ class VerifiedByDefaultTests(TLSTest):
             error = await self.rejected(source, cacert=self.cacert)
             # OpenSSL's words for a plaintext reply differ between its versions.
             self.assertRegex(str(error), "wrong version number|packet length too long")
-        # A web server waits for a request line that a TLS hello never ends.
+        # A web server waits for the end of a request line, which a TLS hello
+        # holds only when its random bytes happen to contain a newline (often:
+        # a hello has over a hundred of them); then the server's plaintext
+        # "400 Bad Request" is refused as above.  Either way, no poem.
         base, _ = self.serve(poem_site())
         https = base.replace("http:", "https:") + "poem"
         error = await self.fail_with(self.client(idle_timeout=0.2).get(https))
-        self.assertEqual(error.kind, "timeout")
+        if error.kind == "tls":
+            self.assertRegex(str(error), "wrong version number|packet length too long")
+        else:
+            self.assertEqual(error.kind, "timeout")
 
     @inline
     async def test_trust_roots_replace_the_platform_and_cacert(self) -> None:
