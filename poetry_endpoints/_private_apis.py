@@ -41,6 +41,7 @@ __all__ = [
     "IdentityTransferDecoder",
     "MissingPrivateAPI",
     "body_connection",
+    "cached_connections",
     "endpoint_address",
     "is_text_encoding",
     "parse_description",
@@ -198,6 +199,17 @@ def body_connection(transport: object) -> object | None:
     aborted.
     """
     return getattr(transport, "_producer", None)
+
+
+def cached_connections(pool: _web_client.HTTPConnectionPool) -> list[Any]:
+    """
+    The idle connections (C{HTTP11ClientProtocol}s) C{pool} keeps for reuse.
+
+    C{closeCachedConnections} closes them gently, which over TLS waits for
+    the server to answer the close, and offers no way to abort the ones it
+    is still waiting for.
+    """
+    return [protocol for kept in pool._connections.values() for protocol in kept]
 
 
 def endpoint_address(endpoint: object) -> tuple[object, object, object]:

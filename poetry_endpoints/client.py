@@ -322,6 +322,9 @@ class PoetryClient:
 
         Fires when they are closed; the client stays usable.  Call it when
         done, so no idle connection outlives the client in the reactor.
+        Over TLS a close waits for the server to answer it, which a server
+        need not do: cancelling the Deferred aborts the connections still
+        closing, which are gone one turn of the reactor later.
         """
         if self._http is None:
             return succeed(None)

@@ -42,6 +42,7 @@ from ._private_apis import (
     HTTP11ClientProtocol,
     IdentityTransferDecoder,
     body_connection,
+    cached_connections,
     use_connection_factory,
 )
 from .errors import PoetryError
@@ -392,8 +393,35 @@ class HTTPFetcher:
         return attempt
 
     def close(self) -> Deferred[None]:
-        """Close the pool's idle persistent connections."""
-        return self.pool.closeCachedConnections()  # type: ignore[no-any-return]
+        """
+        Close the pool's idle persistent connections; fires once they are closed.
+
+        Over TLS a close waits for the server to answer it, which a server
+        need not do: cancelling the Deferred aborts the connections still
+        closing (each is gone one turn of the reactor later, as an aborted
+        connection is) and fails it with C{CancelledError}.
+        """
+        idle = cached_connections(self.pool)
+        closing: Deferred[None] = self.pool.closeCachedConnections()
+
+        def abort(_: Deferred[None]) -> None:
+            for protocol in idle:
+                transport = protocol.transport
+                if protocol.state != "CONNECTION_LOST" and transport is not None:
+                    transport.abortConnection()
+
+        closed: Deferred[None] = Deferred(abort)
+
+        def done(result: Failure | None) -> None:
+            if closed.called:  # cancelled: it has failed already
+                return
+            if isinstance(result, Failure):
+                closed.errback(result)
+            else:
+                closed.callback(None)
+
+        closing.addBoth(done)
+        return closed
 
 
 @implementer(IAgentEndpointFactory)

@@ -13,9 +13,12 @@ What needs a process stays a subprocess in the tests: signals, terminals,
 closed or full file descriptors, memory peaks, and one end-to-end run of
 each command.
 
-After the run, the reactor must hold no timer and no connection (nothing
-left behind is a promise of the command line), and its own descriptors are
-closed so that many runs do not add up.
+When the run is about to stop, the reactor must hold no timer and no
+connection (nothing left behind is a promise of the command line), and after
+the run still no timer; its own descriptors are then closed so that many
+runs do not add up.  The connections are looked at before the reactor's
+shutdown, not after it: shutdown disconnects whatever is still open, so
+afterwards there is never one to see (see `Leftovers`).
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def run_cli(
         reactor.stop()
 
     guard = reactor.callLater(wait, too_long)
+    leftovers = Leftovers(reactor, guard)
     streams = (sys.stdin, sys.stdout, sys.stderr)
     # Python's own standard streams: UTF-8 (as the tests' subprocesses are
     # set to), strict on stdout, backslash escapes on stderr.
@@ -117,6 +121,7 @@ def run_cli(
         assert not timed_out, f"poetry-endpoints {' '.join(argv)} ran past {wait} s"
         if guard.active():
             guard.cancel()
+        leftovers.check(argv)
         _assert_nothing_left(reactor, argv)
     finally:
         _close(reactor)
@@ -146,11 +151,98 @@ class _Alongside:
             raise self._failure[0]
 
 
+class Leftovers:
+    """
+    The timers and connections a command's run still had on its reactor
+    when it was about to stop: there must be none.
+
+    They are noted by a trigger "before" the reactor's "shutdown" event,
+    which runs once the command has ended (its Deferred has fired and the
+    runner's one more turn of the reactor has passed) and before anything
+    of the shutdown itself: the reactor's "during" triggers disconnect every
+    connection still open, so a look after the run can never find one.  The
+    commands add no "before" shutdown trigger of their own that this one
+    could run ahead of.  A run that ends before its reactor starts (a usage
+    error) never shuts one down, and leaves nothing to note.
+    """
+
+    def __init__(self, reactor: Any, guard: Any, *, served: bool = False) -> None:
+        self._reactor = reactor
+        self._guard = guard
+        self._served = served
+        self.noted = False
+        self.timers: list[Any] = []
+        self.connections: list[Any] = []
+        #: The connections left that end as they should (see L{_closing}, L{_served}).
+        self.let_through: list[Any] = []
+        reactor.addSystemEventTrigger("before", "shutdown", self._note)
+
+    def _note(self) -> None:
+        reactor = self._reactor
+        self.noted = True
+        self.timers = [call for call in reactor.getDelayedCalls() if call is not self._guard]
+        self.connections, self.let_through = [], []
+        for connection in _connections(reactor):
+            if _closing(connection) or (self._served and _served(connection)):
+                self.let_through.append(connection)
+            else:
+                self.connections.append(connection)
+
+    def check(self, argv: tuple[str, ...]) -> None:
+        """
+        @raise AssertionError: the run was about to stop with a timer or a
+            connection still on its reactor, listed.
+        """
+        command = f"poetry-endpoints {' '.join(argv)}"
+        assert not self.timers, f"{command} was ending with timers left: {self.timers}"
+        assert not self.connections, (
+            f"{command} was ending with connections left: {self.connections}"
+        )
+
+
+def _closing(connection: Any) -> bool:
+    """
+    Whether C{connection}'s close is under way with nothing left to send.
+
+    An HTTP response that ends its connection (``Connection: close``) makes
+    twisted.web call C{loseConnection} once the body is whole: the command
+    has its poem and ends, and the close only waits for the reactor to see
+    the socket writable, a turn after the runner's stop.  The shutdown then
+    closes the socket as that turn would have.  C{disconnecting} is
+    Twisted's public mark of a C{loseConnection}; the write buffer must be
+    empty, or the close would still have bytes to send.  A TLS connection
+    waiting for the server to answer its close is not C{disconnecting} at
+    this level: it is left behind, and flagged.
+    """
+    return bool(getattr(connection, "disconnecting", False)) and not (
+        getattr(connection, "dataBuffer", b"") or getattr(connection, "_tempDataLen", 0)
+    )
+
+
+def _served(connection: Any) -> bool:
+    """
+    Whether C{connection} was accepted by a listener that no longer listens.
+
+    A server command (``serve``, ``proxy``) stops at once on SIGINT or
+    SIGTERM: it stops listening and leaves the connections still open to
+    the reactor's shutdown, which closes them (the client sees that close:
+    test_connections_still_open_do_not_hold_up_the_stop).
+    """
+    port = getattr(connection, "server", None)  # twisted.internet.tcp.Server's (and unix's)
+    return port is not None and not getattr(port, "connected", True)
+
+
+def _connections(reactor: Any) -> list[Any]:
+    """What C{reactor} watches for reading or writing, but its own waker."""
+    waker = reactor.waker
+    watched = set(reactor.getReaders()) | set(reactor.getWriters())
+    return [s for s in watched if s is not waker]
+
+
 def _assert_nothing_left(reactor: Any, argv: tuple[str, ...]) -> None:
     timers = reactor.getDelayedCalls()
     assert not timers, f"poetry-endpoints {' '.join(argv)} left timers: {timers}"
-    waker = reactor.waker
-    selectables = [s for s in reactor.getReaders() + reactor.getWriters() if s is not waker]
+    selectables = _connections(reactor)
     assert not selectables, f"poetry-endpoints {' '.join(argv)} left connections: {selectables}"
 
 

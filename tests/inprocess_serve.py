@@ -10,7 +10,7 @@ while a client function talks to it from a thread of its own: it reads the
 with a real signal sent to the main thread (`Serving.stop`), where the
 command's own handler answers it.  It returns the run (exit status, stdout
 and stderr bytes) and what the client returned, and asserts, as `run_cli`
-does, that the run left no timer and no connection on its reactor.
+does, that the run was ending with no timer and no connection on its reactor.
 
 What needs a process stays a subprocess: Python's own SIGINT handling, a
 signal ignored from the start, memory peaks, and one end-to-end run of each
@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from inprocess import WAIT, Ran, _assert_nothing_left, _close, _Pipe
+from inprocess import WAIT, Leftovers, Ran, _assert_nothing_left, _close, _Pipe
 from twisted.internet.epollreactor import EPollReactor
 
 LISTENING = re.compile(r"listening on (\S+)")
@@ -177,6 +177,7 @@ def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) ->
         reactor.stop()
 
     guard = reactor.callLater(wait, too_long)
+    leftovers = Leftovers(reactor, guard, served=True)
     stdout, stderr = _LiveBytes(), _LiveBytes()
     serving = Serving(list(argv), stdout, stderr)
     results: list[T] = []
@@ -226,6 +227,7 @@ def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) ->
         assert not timed_out, f"poetry-endpoints {' '.join(argv)} ran past {wait} s"
         if guard.active():
             guard.cancel()
+        leftovers.check(argv)
         _assert_nothing_left(reactor, argv)
     finally:
         _close(reactor)

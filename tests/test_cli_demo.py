@@ -1,4 +1,7 @@
-"""``poetry-endpoints demo`` as a real subprocess: no arguments, no stdin, no terminal."""
+"""
+``poetry-endpoints demo`` as a real subprocess: no arguments, no stdin, no
+terminal; and once in process, for what its run ends with.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+from inprocess import run_cli
 from terminal import run_on_terminal
 
 from conftest import subprocess_env
+from poetry_endpoints.cli import demo
 from poetry_endpoints.servers.poetry import bundled_poems
 
 WAIT = 30.0  # the demo promises to be over within 30 seconds
@@ -51,3 +57,15 @@ def test_demo_on_a_terminal_shows_progress() -> None:
     assert b"receiving" in shown and b"bytes/s" in shown
     assert re.search(rb"poetry-endpoints: 5 poems \([0-9.]+ KiB\) in [0-9.]+ s", shown)
     assert len(re.findall(rb"^==> ", run.piped, re.MULTILINE)) == len(bundled_poems())
+
+
+def test_demo_leaves_no_connection_or_timer_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process, where run_cli sees what the run was ending with: the web
+    site's kept-alive connection (and its pool's timer) closed, not left to
+    the process's exit.  Faster servers than the demo's: only the end matters."""
+    monkeypatch.setattr(demo, "DELAY", 0.001)
+    result = run_cli("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode("utf-8")
+    for poem in bundled_poems():
+        assert poem.data.decode("utf-8") in out, poem.name

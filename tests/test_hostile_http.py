@@ -30,7 +30,7 @@ from twisted.web.resource import Resource
 from web_helpers import Page, Redirect, WebTest, inline, reactor
 
 from poetry_endpoints import PoetryClient, PoetryError
-from poetry_endpoints.cli.get import CLOSE_WAIT
+from poetry_endpoints.cli.fetch import CLOSE_WAIT
 from poetry_endpoints.http import INFLATE_STEP
 
 WAIT = 15.0

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from certs import make_ca
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -43,6 +43,7 @@ from poetry_endpoints._private_apis import (
     IOpenSSLTrustRoot,
     MissingPrivateAPI,
     body_connection,
+    cached_connections,
     is_text_encoding,
     parse_description,
     parse_trust_root_path,
@@ -174,6 +175,29 @@ def test_a_body_transport_leads_to_a_connection_that_can_be_aborted() -> None:
     assert body_connection(body.transport) is transport
     _abort(body.transport)
     assert transport.disconnected  # aborted: StringTransport's mark of abortConnection
+
+
+# twisted.web.client.HTTPConnectionPool._connections (aborting a close left unanswered)
+
+
+def test_a_close_that_is_not_answered_can_be_aborted() -> None:
+    fetcher = HTTPFetcher(PoetryClient(MemoryReactorClock()))
+    connection, transport, response = _request(fetcher.pool)
+    seen = _outcome(response)
+    connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+    seen[0].deliverBody(_Body())  # type: ignore[attr-defined]
+    connection.dataReceived(b"poem")  # whole: the connection goes back to the pool
+    assert cached_connections(fetcher.pool) == [connection]
+    closing = fetcher.close()
+    assert transport.disconnecting and not transport.disconnected  # closing, not answered
+    closed = _outcome(closing)
+    assert closed == []
+    closing.cancel()
+    assert transport.disconnected  # aborted: StringTransport's mark of abortConnection
+    (failure,) = closed
+    assert isinstance(failure, Failure) and failure.check(CancelledError)
+    connection.connectionLost(Failure(ConnectionLost("aborted")))  # what the abort leads to
+    assert cached_connections(fetcher.pool) == []
 
 
 # twisted.internet.endpoints._parse

@@ -28,7 +28,7 @@ from ..addresses import source_for
 from ..client import PoetryClient
 from ..servers.poetry import PoemFile, PoetryServerFactory, bundled_poems
 from . import runner
-from .fetch import Fetch, Presentation
+from .fetch import Fetch, Presentation, close_idle
 from .output import PROG
 
 #: Six bytes every 30 ms: the longest bundled poem (~300 bytes) takes about 1.5 s,
@@ -115,7 +115,12 @@ async def demo(reactor: Any, interruption: runner.Interruption) -> int:
         client = PoetryClient(reactor, timeout=TIMEOUT)
         parsed = [client.parse(source) for source in sources]
         presentation = Presentation(headers=True)
-        return await Fetch(reactor, client, parsed, presentation, interruption).run()
+        try:
+            return await Fetch(reactor, client, parsed, presentation, interruption).run()
+        finally:
+            # The web site's connection is kept alive, as get's are: closed
+            # here, not left with its pool's timer to the process's exit.
+            await close_idle(client, reactor)
     finally:
         for listener in listeners:
             stopped = listener.port.stopListening()

@@ -44,6 +44,9 @@ from .verbose import VerboseObserver
 
 Outcome = Poem | PoetryError
 
+#: How long the end of a run waits for its idle HTTP connections to close.
+CLOSE_WAIT = 0.5
+
 
 @dataclass(frozen=True)
 class Presentation:
@@ -473,3 +476,22 @@ class Fetch:
             line += f", written to {where}"
         self.streams.stderr.write(one_line(f"{PROG}: {line}") + "\n")
         self.streams.stderr.flush()
+
+
+async def close_idle(client: PoetryClient, reactor: Any) -> None:
+    """
+    Close the idle HTTP connections C{client}'s pool keeps, rather than
+    leave them (and the pool's 240 s timer) to the process's exit; wait at
+    most L{CLOSE_WAIT}: over TLS, the close waits for the server to answer
+    it, which a server need not do.  Those still closing then are aborted,
+    and gone before the run ends (the runner's stop waits one turn of the
+    reactor, for aborted connections).
+    """
+    closing = client.close()
+    timer = reactor.callLater(CLOSE_WAIT, closing.cancel)
+    try:
+        await closing
+    except Exception:  # cancelled, or a failure to close: no one to tell, at the end
+        pass
+    if timer.active():
+        timer.cancel()

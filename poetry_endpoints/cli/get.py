@@ -12,12 +12,9 @@ from ..defaults import DEFAULT_CONCURRENCY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BY
 from ..errors import PoetryError
 from ..sources import ACCEPTED_FORMS, Source
 from . import runner, status
-from .fetch import Fetch, Presentation
+from .fetch import Fetch, Presentation, close_idle
 from .inputs import InputError, Listed, read_source_list
 from .output import PROG, DirectoryOutput, FileOutput, describe_os_error, one_line
-
-#: How long the end of a run waits for its idle HTTP connections to close.
-CLOSE_WAIT = 0.5
 
 DESCRIPTION = """\
 Download a poem from each SOURCE, all at once, and print them in the order
@@ -234,28 +231,6 @@ def run(args: argparse.Namespace, *, reactor: Any = None) -> int:
         try:
             return await Fetch(reactor, client, sources, presentation, interruption).run()
         finally:
-            await _close_idle(client, reactor)
+            await close_idle(client, reactor)
 
     return runner.run(fetch, reactor=reactor)
-
-
-async def _close_idle(client: PoetryClient, reactor: Any) -> None:
-    """
-    Close the idle HTTP connections C{client}'s pool keeps, rather than
-    leave them (and the pool's 240 s timer) to the process's exit; wait at
-    most L{CLOSE_WAIT}: over TLS, the close waits for the server to answer
-    it, which a server need not do.
-    """
-    from twisted.internet.defer import Deferred
-
-    closed: Deferred[None] = Deferred()
-
-    def done(_: object) -> None:
-        if not closed.called:
-            closed.callback(None)
-
-    timer = reactor.callLater(CLOSE_WAIT, done, None)
-    client.close().addBoth(done)  # a failure to close has no one to tell, at the end
-    await closed
-    if timer.active():
-        timer.cancel()
