@@ -53,6 +53,7 @@ from .connect import connect_poem
 from .decoding import poem_decoding, shown_name
 from .defaults import (
     DEFAULT_BACKOFF,
+    DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_CONCURRENCY,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_BYTES,
@@ -61,7 +62,7 @@ from .errors import RETRYABLE, PoetryError
 from .events import log_attempt, log_failure, log_retry
 from .poem import Poem
 from .protocol import Body, PoetryProtocol, ProgressCallback, Sink
-from .settings import ClientSettings
+from .settings import ClientSettings, _check_seconds
 from .sources import EndpointSource, HTTPSource, Source, parse_source
 from .streaming import Delivery, Streamed, is_sink
 
@@ -316,19 +317,26 @@ class PoetryClient:
             self._parsed[source] = parsed
         return parsed
 
-    def close(self) -> Deferred[None]:
+    def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> Deferred[None]:
         """
         Close the idle connections this client keeps for HTTP sources.
 
         Fires when they are closed; the client stays usable.  Call it when
         done, so no idle connection outlives the client in the reactor.
-        Over TLS a close waits for the server to answer it, which a server
-        need not do: cancelling the Deferred aborts the connections still
-        closing, which are gone one turn of the reactor later.
+
+        @param timeout: over TLS a close waits for the server to answer it,
+            which a server need not do: after C{timeout} seconds the
+            connections still closing are aborted, and the Deferred fires
+            once they are gone.  C{None} waits as long as the servers take.
+            Cancelling the Deferred aborts them at once (gone one turn of
+            the reactor later) and fails it with C{CancelledError}.
+        @raise TypeError: C{timeout} is not a number or C{None}.
+        @raise ValueError: C{timeout} is not a positive finite number.
         """
+        _check_seconds("timeout", timeout)
         if self._http is None:
             return succeed(None)
-        return self._http.close()
+        return self._http.close(timeout)
 
     def __aenter__(self) -> _Awaitable[PoetryClient]:
         return _Awaitable(succeed(self))
@@ -544,7 +552,8 @@ def get_poetry(
     )
 
     def closed(result: Poem | Failure) -> Deferred[Poem]:
-        # A one-off leaves no idle HTTP connection behind in the reactor.
+        # A one-off leaves no idle HTTP connection behind in the reactor,
+        # waiting DEFAULT_CLOSE_TIMEOUT at most for a TLS server to answer.
         return client.close().addCallback(lambda _: result)
 
     return client.get(source).addBoth(closed)

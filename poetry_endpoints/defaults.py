@@ -13,6 +13,10 @@ DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 100
 #: First retry waits this long; each later one waits twice as long as the last.
 DEFAULT_BACKOFF = 0.5
+#: Seconds a client's close waits for its idle HTTPS connections' servers to
+#: answer the close (TLS close_notify), which a server need not do; those
+#: still closing then are aborted.
+DEFAULT_CLOSE_TIMEOUT = 0.5
 
 # The servers' defaults, beside the client's so that ``serve``, ``proxy`` and
 # the ``twist`` plugins read each from one place.

@@ -17,7 +17,11 @@ except ImportError:  # treq before 26.7 types (and takes) the standard library's
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost, DNSLookupError
-from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import (
@@ -392,27 +396,34 @@ class HTTPFetcher:
         request.addCallback(got_response).chainDeferred(attempt)
         return attempt
 
-    def close(self) -> Deferred[None]:
+    def close(self, timeout: float | None = None) -> Deferred[None]:
         """
         Close the pool's idle persistent connections; fires once they are closed.
 
         Over TLS a close waits for the server to answer it, which a server
-        need not do: cancelling the Deferred aborts the connections still
-        closing (each is gone one turn of the reactor later, as an aborted
-        connection is) and fails it with C{CancelledError}.
+        need not do.  After C{timeout} seconds (C{None}: no limit) the
+        connections still closing are aborted, and it fires once they are
+        gone.  Cancelling the Deferred aborts them at once (each is gone one
+        turn of the reactor later, as an aborted connection is) and fails it
+        with C{CancelledError}.
         """
         idle = cached_connections(self.pool)
         closing: Deferred[None] = self.pool.closeCachedConnections()
 
-        def abort(_: Deferred[None]) -> None:
+        def abort() -> None:
             for protocol in idle:
                 transport = protocol.transport
                 if protocol.state != "CONNECTION_LOST" and transport is not None:
                     transport.abortConnection()
 
-        closed: Deferred[None] = Deferred(abort)
+        closed: Deferred[None] = Deferred(lambda _: abort())
+        timer: IDelayedCall | None = None
+        if timeout is not None and not closing.called:
+            timer = self._settings.reactor.callLater(timeout, abort)
 
         def done(result: Failure | None) -> None:
+            if timer is not None and timer.active():
+                timer.cancel()
             if closed.called:  # cancelled: it has failed already
                 return
             if isinstance(result, Failure):

@@ -689,6 +689,14 @@ def test_get_poetry_refuses_bad_settings_too(
 
 
 @pytest.mark.parametrize(
+    ("value", "error"), [(value, error) for name, value, error in BAD_SETTINGS if name == "timeout"]
+)
+def test_a_bad_close_timeout_is_refused(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=r"^timeout must be"):
+        PoetryClient(MemoryReactorClock()).close(timeout=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     "settings",
     [
         {"timeout": 1e-3, "idle_timeout": None, "max_bytes": None},

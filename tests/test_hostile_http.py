@@ -29,8 +29,8 @@ from raw_http import Answer, RawHTTPServer
 from twisted.web.resource import Resource
 from web_helpers import Page, Redirect, WebTest, inline, reactor
 
-from poetry_endpoints import PoetryClient, PoetryError
-from poetry_endpoints.cli.fetch import CLOSE_WAIT
+from poetry_endpoints import PoetryClient, PoetryError, get_poetry
+from poetry_endpoints.defaults import DEFAULT_CLOSE_TIMEOUT
 from poetry_endpoints.http import INFLATE_STEP
 
 WAIT = 15.0
@@ -74,6 +74,26 @@ def head(*lines: bytes) -> bytes:
 
 
 CLOSE_DELIMITED = head(b"Connection: close") + b"\r\n"
+
+
+def never_answering_the_close(released: threading.Event) -> Answer:
+    """Keeps the connection alive after a whole poem, and never reads the client's close_notify."""
+
+    def answer(connection: socket.socket) -> None:
+        connection.sendall(head(b"Content-Length: %d" % len(POEM)) + b"\r\n" + POEM)
+        released.wait(WAIT)  # the close is never read, so never answered, until released
+
+    return answer
+
+
+def connections_to(port: int) -> list[object]:
+    """The reactor's sockets connected to C{port} on this host."""
+    found: list[object] = []
+    for selectable in {*reactor.getReaders(), *reactor.getWriters()}:
+        peer = getattr(selectable, "getPeer", lambda: None)()
+        if getattr(peer, "port", None) == port:
+            found.append(selectable)
+    return found
 
 
 class HostileTest(WebTest):
@@ -342,6 +362,58 @@ class UserAgentTests(HostileTest):
                 PoetryClient(reactor, user_agent=bad)
 
 
+class UnansweredCloseTests(HostileTest):
+    """
+    A TLS server that never answers the client's close (close_notify): every
+    close is bounded, and leaves no connection open.  Without the bound the
+    close never fires, and trial fails the test at its timeout.
+    """
+
+    timeout = 5
+
+    def unanswering(self) -> str:
+        released = threading.Event()
+        url = self.hostile(never_answering_the_close(released), tls=True)
+        self.addCleanup(released.set)  # before the server's thread is joined
+        return url
+
+    @inline
+    async def test_get_poetry_returns_promptly_and_leaves_no_connection(self) -> None:
+        url = self.unanswering()
+        started = reactor.seconds()
+        poem = await get_poetry(reactor, url, cacert=str(self.ca.cert))
+        took = reactor.seconds() - started
+        self.assertEqual(poem.data, POEM)
+        self.assertLess(took, DEFAULT_CLOSE_TIMEOUT + 3.0)
+        self.assertEqual(connections_to(self.server.port), [])
+
+    @inline
+    async def test_async_with_ends_promptly_and_leaves_no_connection(self) -> None:
+        url = self.unanswering()
+        async with PoetryClient(reactor, cacert=str(self.ca.cert)) as client:
+            poem = await client.get(url)
+            self.assertEqual(len(connections_to(self.server.port)), 1)  # kept alive
+            started = reactor.seconds()
+        took = reactor.seconds() - started
+        self.assertEqual(poem.data, POEM)
+        self.assertLess(took, DEFAULT_CLOSE_TIMEOUT + 3.0)
+        self.assertEqual(connections_to(self.server.port), [])
+
+    @inline
+    async def test_close_waits_its_timeout_then_aborts(self) -> None:
+        url = self.unanswering()
+        client = self.secure_client()
+        poem = await client.get(url)
+        self.assertEqual(poem.data, POEM)
+        self.assertEqual(len(connections_to(self.server.port)), 1)  # kept alive
+        started = reactor.seconds()
+        await client.close(timeout=0.2)
+        took = reactor.seconds() - started
+        self.assertGreaterEqual(took, 0.2)  # waited for the server's answer first
+        self.assertLess(took, 3.0)
+        self.assertEqual(connections_to(self.server.port), [])
+
+
 def get_from(answer: Answer, *options: str) -> tuple[Ran, str]:
     """Run C{get} with C{options} against a server that answers with C{answer}; and its URL."""
     server = RawHTTPServer(answer)
@@ -370,15 +442,10 @@ def test_cli_json_says_decode_for_a_body_that_is_not_gzip() -> None:
 
 
 def test_cli_ends_soon_when_a_tls_server_never_answers_the_close(tmp_path: Path) -> None:
-    """At its end, get closes a kept-alive connection, waiting CLOSE_WAIT at most for the server."""
+    """At its end, get closes a kept-alive connection, waiting DEFAULT_CLOSE_TIMEOUT at most."""
     ca = make_ca(tmp_path)
     answered = threading.Event()
-
-    def keep_alive_and_never_read(connection: socket.socket) -> None:
-        connection.sendall(head(b"Content-Length: %d" % len(POEM)) + b"\r\n" + POEM)
-        answered.wait(WAIT)  # the client's close_notify is never read, so never answered
-
-    server = RawHTTPServer(keep_alive_and_never_read, tls=ca.issue("server"))
+    server = RawHTTPServer(never_answering_the_close(answered), tls=ca.issue("server"))
     try:
         started = time.monotonic()
         outcome = run_cli("get", "--cacert", str(ca.cert), server.url, wait=WAIT)
@@ -388,7 +455,7 @@ def test_cli_ends_soon_when_a_tls_server_never_answers_the_close(tmp_path: Path)
         server.close()
     assert outcome.returncode == 0, outcome
     assert outcome.stdout == POEM
-    assert took < CLOSE_WAIT + 5.0, took
+    assert took < DEFAULT_CLOSE_TIMEOUT + 5.0, took
 
 
 def test_zlib_sees_half_a_stream_as_unfinished() -> None:

@@ -200,6 +200,39 @@ def test_a_close_that_is_not_answered_can_be_aborted() -> None:
     assert cached_connections(fetcher.pool) == []
 
 
+def test_a_close_that_is_not_answered_in_time_is_aborted_and_ends_when_it_is_gone() -> None:
+    clock = MemoryReactorClock()
+    fetcher = HTTPFetcher(PoetryClient(clock))
+    connection, transport, response = _request(fetcher.pool)
+    seen = _outcome(response)
+    connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+    seen[0].deliverBody(_Body())  # type: ignore[attr-defined]
+    connection.dataReceived(b"poem")
+    closed = _outcome(fetcher.close(timeout=0.5))
+    clock.advance(0.4)
+    assert transport.disconnecting and not transport.disconnected  # still waiting for the server
+    clock.advance(0.1)
+    assert transport.disconnected  # aborted: StringTransport's mark of abortConnection
+    assert closed == []  # not before the connection is gone
+    connection.connectionLost(Failure(ConnectionLost("aborted")))  # what the abort leads to
+    assert closed == [None]
+    assert cached_connections(fetcher.pool) == [] and clock.getDelayedCalls() == []
+
+
+def test_a_close_answered_in_time_leaves_no_timer() -> None:
+    clock = MemoryReactorClock()
+    fetcher = HTTPFetcher(PoetryClient(clock))
+    connection, transport, response = _request(fetcher.pool)
+    seen = _outcome(response)
+    connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+    seen[0].deliverBody(_Body())  # type: ignore[attr-defined]
+    connection.dataReceived(b"poem")
+    closed = _outcome(fetcher.close(timeout=0.5))
+    connection.connectionLost(Failure(ConnectionDone()))  # the server answered the close
+    assert closed == [None] and not transport.disconnected
+    assert clock.getDelayedCalls() == []
+
+
 # twisted.internet.endpoints._parse
 
 

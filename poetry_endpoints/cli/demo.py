@@ -120,7 +120,7 @@ async def demo(reactor: Any, interruption: runner.Interruption) -> int:
         finally:
             # The web site's connection is kept alive, as get's are: closed
             # here, not left with its pool's timer to the process's exit.
-            await close_idle(client, reactor)
+            await close_idle(client)
     finally:
         for listener in listeners:
             stopped = listener.port.stopListening()

@@ -44,9 +44,6 @@ from .verbose import VerboseObserver
 
 Outcome = Poem | PoetryError
 
-#: How long the end of a run waits for its idle HTTP connections to close.
-CLOSE_WAIT = 0.5
-
 
 @dataclass(frozen=True)
 class Presentation:
@@ -478,20 +475,15 @@ class Fetch:
         self.streams.stderr.flush()
 
 
-async def close_idle(client: PoetryClient, reactor: Any) -> None:
+async def close_idle(client: PoetryClient) -> None:
     """
     Close the idle HTTP connections C{client}'s pool keeps, rather than
-    leave them (and the pool's 240 s timer) to the process's exit; wait at
-    most L{CLOSE_WAIT}: over TLS, the close waits for the server to answer
-    it, which a server need not do.  Those still closing then are aborted,
-    and gone before the run ends (the runner's stop waits one turn of the
-    reactor, for aborted connections).
+    leave them (and the pool's 240 s timer) to the process's exit.  The
+    library bounds the close (L{PoetryClient.close}: those a TLS server
+    leaves unanswered are aborted, and gone when it fires); a failure to
+    close, or an interruption meanwhile, has no one to tell at the end.
     """
-    closing = client.close()
-    timer = reactor.callLater(CLOSE_WAIT, closing.cancel)
     try:
-        await closing
-    except Exception:  # cancelled, or a failure to close: no one to tell, at the end
+        await client.close()
+    except Exception:
         pass
-    if timer.active():
-        timer.cancel()

@@ -231,6 +231,6 @@ def run(args: argparse.Namespace, *, reactor: Any = None) -> int:
         try:
             return await Fetch(reactor, client, sources, presentation, interruption).run()
         finally:
-            await close_idle(client, reactor)
+            await close_idle(client)
 
     return runner.run(fetch, reactor=reactor)
