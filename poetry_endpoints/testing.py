@@ -462,6 +462,6 @@ class MemoryPoetrySource:
         server = self._factory.buildProtocol(client_address)
         self.connections += 1
         pipe = _Pipe(self._clock, client, server, client_address, self.address)
-        server.makeConnection(pipe.server)  # type: ignore[no-untyped-call]
+        server.makeConnection(pipe.server)
         client.makeConnection(pipe.client)
         connecting.callback(client)

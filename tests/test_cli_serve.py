@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
-from inprocess import Ran, run_cli
+from inprocess import Ran, Running, run_cli
 from inprocess_serve import Serving, begin_logging, serve_cli
-from serve_process import WAIT, Running, cli, connect, fetch
+from serve_process import WAIT, cli, connect, fetch
+from serve_process import Running as RunningProcess
+from server_thread import ServerThread
 
 from poetry_endpoints.servers.poetry import bundled_poems
 
@@ -44,7 +47,7 @@ def _no_traceback(text: str) -> None:
 def test_tcp_and_unix_listeners_serve_the_bundled_poems_in_turn(tmp_path: Path) -> None:
     """The end-to-end check of ``serve``: the command as a process, stopped by SIGTERM."""
     sock = tmp_path / "poetry.sock"
-    with Running(cli("serve", "-l", LOOPBACK, "--listen", f"unix:{sock}")) as server:
+    with RunningProcess(cli("serve", "-l", LOOPBACK, "--listen", f"unix:{sock}")) as server:
         tcp, unix = server.sources(2)
         assert tcp.startswith("tcp:127.0.0.1:") and int(tcp.rsplit(":", 1)[1]) > 0
         assert unix == f"unix:{sock}"
@@ -97,7 +100,7 @@ def test_slow_mode_delivers_the_whole_poem(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signals_stop_cleanly_with_exit_0(signum: int) -> None:
-    with Running(cli("serve", "-l", LOOPBACK)) as server:
+    with RunningProcess(cli("serve", "-l", LOOPBACK)) as server:
         (source,) = server.sources(1)
         assert fetch(source)
         assert server.stop(signum) == 0
@@ -108,29 +111,87 @@ def test_sigint_stops_a_server_started_in_the_background_with_sigint_ignored() -
     def ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    with Running(cli("serve", "-l", LOOPBACK), preexec_fn=ignore_sigint) as server:
+    with RunningProcess(cli("serve", "-l", LOOPBACK), preexec_fn=ignore_sigint) as server:
         server.sources(1)
         assert server.stop(signal.SIGINT) == 0
     _no_traceback(server.stderr)
 
 
 def test_connections_still_open_do_not_hold_up_the_stop() -> None:
-    def client(server: Serving) -> tuple[str, bytes]:
+    def client(server: Serving) -> tuple[str, bytes | OSError]:
         (source,) = server.sources(1)
         with connect(source) as sock:
             sock.settimeout(WAIT)
             # The server logs the connection before we ask it to stop.
             logged = server.wait_for_stderr("fault stall")
             server.stop(signal.SIGTERM)
-            return logged, sock.recv(10)
+            try:
+                return logged, sock.recv(10)
+            except OSError as e:
+                return logged, e
 
     ran, (logged, after_stop) = serve_cli(
         "serve", "-l", LOOPBACK, "--fault", "stall", client=client
     )
     assert "stall" in logged
     assert ran.returncode == 0
-    assert after_stop == b""  # the reactor closed it on the way out
+    # Reset on the way out, not closed cleanly: an empty poem is not whole.
+    assert isinstance(after_stop, ConnectionResetError), after_stop
+    assert "resetting 1 connection(s) whose poem is unfinished" in _stderr(ran)
     _no_traceback(_stderr(ran))
+
+
+def _slow_poem(tmp_path: Path) -> Path:
+    poem = tmp_path / "slow.txt"
+    poem.write_bytes(b"a line of a long, slow poem\n" * 100)
+    return poem
+
+
+def test_a_get_client_mid_poem_when_serve_stops_reports_it_incomplete(tmp_path: Path) -> None:
+    """The stop (the services' stop, as ``serve`` does on a signal) resets a poem half sent."""
+    poem = _slow_poem(tmp_path)
+    with ServerThread() as server:
+        (source,) = server.serve("-l", LOOPBACK, "--delay", "0.01", "--num-bytes", "10", str(poem))
+
+        def stop_mid_poem(running: Running) -> None:
+            # The poem takes 3 s to send: 10 bytes every 0.01 s.
+            deadline = time.monotonic() + WAIT
+            while "sending slow" not in server.stderr and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(0.05)
+            server.close()
+
+        ran = run_cli("get", source, during=stop_mid_poem)
+        logged = server.stderr
+    assert "sending slow" in logged
+    assert ran.returncode == 1, ran
+    assert ran.stdout == b""  # an incomplete poem is never printed
+    assert ran.stderr.decode().splitlines()[0].endswith("[incomplete]"), ran.stderr
+    assert "resetting 1 connection(s) whose poem is unfinished" in logged
+
+
+def test_a_poem_all_sent_before_the_stop_keeps_its_clean_close() -> None:
+    def client(server: Serving) -> tuple[bytes, bytes]:
+        (source,) = server.sources(1)
+        with connect(source) as sock:
+            sock.settimeout(WAIT)
+            server.wait_for_stderr("sending")
+            # Not read yet: the poem waits in the kernel, the connection is closed.
+            first = sock.recv(1)
+            server.stop(signal.SIGTERM)
+            return first, _read_to_end(sock)
+
+    ran, (first, rest) = serve_cli("serve", "-l", LOOPBACK, client=client)
+    assert ran.returncode == 0
+    assert first + rest == bundled_poems()[0].data
+    assert "resetting" not in _stderr(ran)
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _stderr(ran: Ran) -> str:

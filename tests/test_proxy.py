@@ -18,7 +18,7 @@ import pytest
 from fake_upstream import FakeClient
 from inprocess import run_cli
 from inprocess_serve import Serving, serve_cli
-from serve_process import Running, cli, fetch
+from serve_process import WAIT, Running, cli, connect, fetch
 from server_thread import ServerThread
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
@@ -281,3 +281,35 @@ def test_cli_proxy_with_a_tls_upstream(tmp_path: Path) -> None:
         ran, received = serve_cli(*proxy_argv, "-l", "tcp:0:interface=127.0.0.1", client=client)
         assert received == bundled_poems()[0].data
         assert ran.returncode == 0
+
+
+def test_a_proxy_client_mid_poem_is_reset_when_the_proxy_stops(tmp_path: Path) -> None:
+    poem = tmp_path / "slow.txt"
+    poem.write_bytes(b"a line of a long, slow poem\n" * 100)  # 3 s at 10 bytes every 0.01 s
+    with ServerThread() as server:
+        (upstream,) = server.serve(
+            "-l", "tcp:0:interface=127.0.0.1", "--delay", "0.01", "--num-bytes", "10", str(poem)
+        )
+
+        def client(proxy: Serving) -> tuple[bytes, OSError | None]:
+            (source,) = proxy.sources(1)
+            with connect(source) as sock:
+                sock.settimeout(WAIT)
+                received = sock.recv(10)  # the poem is under way
+                proxy.stop(signal.SIGTERM)
+                try:
+                    while chunk := sock.recv(65536):
+                        received += chunk
+                except OSError as e:
+                    return received, e
+                return received, None
+
+        argv = ("proxy", "--upstream", upstream, "-l", "tcp:0:interface=127.0.0.1")
+        ran, (received, error) = serve_cli(*argv, client=client)
+    assert ran.returncode == 0
+    assert isinstance(error, ConnectionResetError), (error, received)
+    assert 0 < len(received) < len(poem.read_bytes())
+    assert poem.read_bytes().startswith(received)
+    stderr = ran.stderr.decode()
+    assert "resetting 1 connection(s) whose poem is unfinished" in stderr
+    assert "Traceback" not in stderr

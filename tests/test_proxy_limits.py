@@ -17,11 +17,13 @@ from fake_upstream import FakeClient
 from serve_process import WAIT, Running, cli, connect, fetch
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -38,6 +40,7 @@ from poetry_endpoints.servers.service import (
     listeners,
     when_listening,
 )
+from poetry_endpoints.servers.stopping import CutShortOnStop
 
 
 @implementer(IReadDescriptor)
@@ -372,3 +375,42 @@ async def _until(condition: Callable[[], bool]) -> None:
             return
         await deferLater(reactor, 0.01)
     raise AssertionError("never came true")
+
+
+def test_a_stop_resets_the_clients_mid_poem_or_waiting_and_keeps_a_whole_poem() -> None:
+    limit = ConnectionLimit(MemoryReactorClock(), 2)
+    client, factory = _proxy(limit=limit)
+    done, done_t = _connect(factory)
+    client.answer(0, b"a poem\n")
+    assert done_t.value() == b"a poem\n" and done_t.disconnecting  # closing, still open
+    relaying, relaying_t = _connect(factory)
+    client.sinks[1].write(b"half a po")
+    waiting, waiting_t = _connect(factory)
+    assert (limit.in_use, limit.waiting) == (2, 1)
+
+    stopped: list[None] = []
+    factory.open_connections.stop().addCallback(stopped.append)
+    assert relaying_t.disconnected and waiting_t.disconnected, "reset, mid-poem or not begun"
+    assert not done_t.disconnected, "a whole poem is given a turn to finish its clean close"
+    assert client.cancelled == 1, "the reset client's fetch is cancelled"
+    assert limit.waiting == 0, "a client being reset waits for no slot"
+
+    relaying.connectionLost(Failure(ConnectionAborted()))
+    assert len(client.fetches) == 2, "the freed slot starts no fetch"
+    done.connectionLost(connectionDone)  # closed cleanly within the turn
+    client.reactor.advance(0)
+    assert not done_t.disconnected
+    assert stopped == []
+    waiting.connectionLost(Failure(ConnectionAborted()))
+    assert stopped == [None]
+    assert limit.in_use == 0
+    assert waiting_t.value() == b""
+    assert client.reactor.getDelayedCalls() == []
+
+
+def test_build_proxy_resets_unfinished_poems_when_it_stops() -> None:
+    service = build_proxy(MemoryReactorClock(), ProxyConfig(upstream="tcp:127.0.0.1:1"))
+    (proxy,) = listeners(service)
+    cutting = next(iter(service))
+    assert isinstance(cutting, CutShortOnStop), "first, so that it stops after the listeners"
+    assert cutting.connections is proxy.factory.open_connections  # type: ignore[attr-defined]

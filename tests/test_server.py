@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ConnectionAborted, ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import usage
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from conftest import unix_socket_path
@@ -39,6 +40,7 @@ from poetry_endpoints.servers.service import (
     source_for,
     when_listening,
 )
+from poetry_endpoints.servers.stopping import STOP_WAIT_LIMIT, CutShortOnStop
 from poetry_endpoints.servers.tap import Options as ServerOptions
 
 PEER = IPv4Address("TCP", "127.0.0.1", 50000)
@@ -253,3 +255,115 @@ class Listening(TestCase):
         late = listener.when_listening()
         self.assertTrue(self.successResultOf(late).startswith("tcp:127.0.0.1:"))
         self.assertEqual(listener.source, self.successResultOf(listener.when_listening()))
+
+
+# --- the stop: unfinished poems are reset, whole ones keep their clean close ------------------
+
+
+def _stopping(factory: PoetryServerFactory, clock: MemoryReactorClock) -> list[None]:
+    stopped: list[None] = []
+    factory.open_connections.stop().addCallback(stopped.append)
+    return stopped
+
+
+def test_a_stop_resets_a_poem_half_sent_at_once() -> None:
+    clock = MemoryReactorClock()
+    factory = PoetryServerFactory(POEMS, clock, delay=1.0, num_bytes=4)
+    protocol, transport = _connect(factory)
+    assert transport.value() == b"firs"
+    stopped = _stopping(factory, clock)
+    assert transport.disconnected, "aborted: a reset, not a clean close"
+    assert stopped == [], "the stop waits for the abort to land"
+    protocol.connectionLost(Failure(ConnectionAborted()))
+    assert stopped == [None]
+    assert not clock.getDelayedCalls(), "no write left scheduled, no stop timer"
+    assert len(factory.open_connections) == 0
+
+
+def test_a_stop_keeps_the_clean_close_of_a_poem_all_sent() -> None:
+    clock = MemoryReactorClock()
+    factory = PoetryServerFactory(POEMS, clock)
+    protocol, transport = _connect(factory)
+    assert transport.value() == POEMS[0].data and transport.disconnecting
+    stopped = _stopping(factory, clock)
+    assert not transport.disconnected, "given a turn to finish closing"
+    protocol.connectionLost(Failure(ConnectionDone()))  # its last bytes were with the kernel
+    clock.advance(0)
+    assert not transport.disconnected, "never aborted"
+    assert stopped == [None]
+    assert not clock.getDelayedCalls()
+
+
+def test_a_stop_resets_a_poem_all_written_that_the_client_has_not_taken() -> None:
+    clock = MemoryReactorClock()
+    factory = PoetryServerFactory(POEMS, clock)
+    protocol, transport = _connect(factory)
+    stopped = _stopping(factory, clock)
+    clock.advance(0)  # a turn, and the connection is still not closed
+    assert transport.disconnected, "aborted"
+    protocol.connectionLost(Failure(ConnectionAborted()))
+    assert stopped == [None]
+    assert not clock.getDelayedCalls()
+
+
+def test_a_stop_with_no_connection_is_done_at_once() -> None:
+    clock = MemoryReactorClock()
+    factory = PoetryServerFactory(POEMS, clock)
+    protocol, _ = _connect(factory)
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert _stopping(factory, clock) == [None]
+    assert not clock.getDelayedCalls()
+
+
+def test_a_stop_waits_a_bounded_time_for_a_transport_that_never_reports_its_loss() -> None:
+    clock = MemoryReactorClock()
+    factory = PoetryServerFactory(POEMS, clock, delay=1.0)
+    _, transport = _connect(factory)
+    stopped = _stopping(factory, clock)
+    assert transport.disconnected
+    clock.advance(STOP_WAIT_LIMIT - 0.01)
+    assert stopped == []
+    clock.advance(0.01)
+    assert stopped == [None]
+    assert not clock.getDelayedCalls()
+
+
+@pytest.mark.parametrize(
+    ("fault", "reset"),
+    [
+        ("stall", True),
+        ("hang", True),
+        ("reset", True),
+        ("endless", True),
+        ("bad-utf8", False),
+        ("escapes", False),
+        ("empty", False),
+    ],
+)
+def test_a_stop_resets_the_fault_modes_that_never_finish_a_poem(fault: str, reset: bool) -> None:
+    clock = MemoryReactorClock()
+    factory = FaultyServerFactory(POEMS, clock, fault)
+    protocol, transport = _connect(factory)
+    assert not transport.disconnected, "nothing aborted before the stop"
+    stopped = _stopping(factory, clock)
+    assert transport.disconnected == reset
+    protocol.connectionLost(Failure(ConnectionAborted() if reset else ConnectionDone()))
+    assert stopped == [None]
+    assert len(factory.open_connections) == 0
+    assert not clock.getDelayedCalls()
+
+
+def test_build_server_resets_unfinished_poems_when_it_stops() -> None:
+    clock = MemoryReactorClock()
+    service = build_server(clock, ServerConfig(listen=("tcp:0",), delay=1.0))
+    (cutting,) = [child for child in service if isinstance(child, CutShortOnStop)]
+    assert next(iter(service)) is cutting, "first, so that it stops after the listeners"
+    (listener,) = listeners(service)
+    assert cutting.connections is listener.factory.open_connections  # type: ignore[attr-defined]
+    protocol, transport = _connect(listener.factory)  # type: ignore[arg-type]
+    service.startService()
+    stopped: list[object] = []
+    service.stopService().addCallback(stopped.append)
+    assert transport.disconnected
+    protocol.connectionLost(Failure(ConnectionAborted()))
+    assert len(stopped) == 1

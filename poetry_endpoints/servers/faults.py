@@ -4,6 +4,9 @@ Fault modes: the companion server misbehaving on purpose, to test clients.
 Each mode is a L{PoetryServerProtocol} that changes what is sent or how the
 connection ends; L{FaultyServerFactory} hands one to every connection.
 ``--delay`` and ``--num-bytes`` apply to the modes that send something.
+A stop of the server resets the connections of the modes that never finish
+their poem (``stall``, ``hang``, ``reset``, ``endless``), as it does any
+unfinished poem: a client must not take a stop for the end of the poem.
 """
 
 from __future__ import annotations
@@ -186,6 +189,7 @@ class EndlessProtocol(_FaultProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._producer.stopProducing()
+        super().connectionLost(reason)
 
 
 class BadUTF8Protocol(_FaultProtocol):

@@ -1,6 +1,10 @@
 """
 The companion poetry server: one poem per connection, then a clean close.
 
+When the server stops, a connection whose poem is unfinished is aborted
+instead (see `poetry_endpoints.servers.stopping`): its client must not take
+the part it got for the whole poem.
+
 With a delay it is the tutorial's *slow* poetry server, writing a few bytes
 at a time so that clients can be watched working concurrently.  The
 misbehaving variants used to test clients live in `poetry_endpoints.servers.faults`.
@@ -16,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITransport
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..defaults import DEFAULT_NUM_BYTES as DEFAULT_NUM_BYTES  # re-exported: faults, testing
 from ..errors import one_line
+from .stopping import OpenConnections
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,9 @@ class PoetryServerProtocol(Protocol):
 
     Subclasses change what is sent (L{payload}) and how the connection ends
     once it has been sent (L{finish}).
+
+    @ivar poem_sent: whether the whole poem was written and the clean close
+        begun; until then, a stop of the server aborts the connection.
     """
 
     _log = Logger()
@@ -85,6 +93,7 @@ class PoetryServerProtocol(Protocol):
         self._data = b""
         self._offset = 0
         self._next: IDelayedCall | None = None
+        self.poem_sent = False
 
     @property
     def peer(self) -> str:
@@ -97,7 +106,18 @@ class PoetryServerProtocol(Protocol):
 
     def finish(self) -> None:
         """Called once the payload is written: a clean close ends the poem."""
+        self.poem_sent = True
         self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def cut_short(self) -> None:
+        """Abort the connection (a reset on TCP): the server is stopping."""
+        self._cancel_next()
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def makeConnection(self, transport: ITransport) -> None:
+        # Before connectionMade, which may already end the connection.
+        self.settings.open_connections.add(self)
+        super().makeConnection(transport)  # type: ignore[no-untyped-call]
 
     def announce(self) -> None:
         """Log the connection and what it is sent."""
@@ -128,6 +148,10 @@ class PoetryServerProtocol(Protocol):
             self._next = self.settings.clock.callLater(self.settings.delay, self._send_some)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancel_next()
+        self.settings.open_connections.discard(self)
+
+    def _cancel_next(self) -> None:
         if self._next is not None and self._next.active():
             self._next.cancel()
         self._next = None
@@ -140,6 +164,9 @@ class PoetryServerFactory(ServerFactory):
     @param clock: schedules the slow writes.
     @param delay: seconds between writes; 0 sends each poem at once.
     @param num_bytes: bytes per write when slow.
+
+    @ivar open_connections: the connections not closed yet, which a stop of
+        the server aborts unless their poem was all sent.
     """
 
     protocol_class: type[PoetryServerProtocol] = PoetryServerProtocol
@@ -164,6 +191,7 @@ class PoetryServerFactory(ServerFactory):
         self.delay = delay
         self.num_bytes = num_bytes
         self._turns = cycle(self.poems)
+        self.open_connections = OpenConnections(clock)
 
     def buildProtocol(self, addr: Any) -> PoetryServerProtocol:
         return self.protocol_class(next(self._turns), self)

@@ -9,7 +9,9 @@ When the upstream fails, before or after some bytes were relayed, every
 client of that fetch is aborted (RST on TCP; a plain close on a Unix socket,
 which has no reset), never closed cleanly, so that clients report
 ``incomplete`` instead of taking a partial poem for a whole one: only a clean
-close ends a whole poem.
+close ends a whole poem.  For the same reason a stop of the proxy aborts every
+client whose poem is unfinished, or not yet begun (see
+`poetry_endpoints.servers.stopping`).
 
 One fetch, many clients
 =======================
@@ -67,6 +69,7 @@ from ..errors import PoetryError
 from ..streaming import Streamed
 from .limits import ConnectionLimit
 from .poetry import describe_peer
+from .stopping import OpenConnections
 
 _log = Logger()
 
@@ -292,8 +295,10 @@ class PoetryProxyProtocol(Protocol):
         self._sent = 0
         self._full = False
         self._registered = False
+        self.poem_sent = False
 
     def connectionMade(self) -> None:
+        self.factory.open_connections.add(self)
         self._peer = describe_peer(self.transport.getPeer())  # type: ignore[union-attr]
         limit = self.factory.limit
         if limit is None:
@@ -338,8 +343,21 @@ class PoetryProxyProtocol(Protocol):
         if self._registered:
             self._registered = False
             self.transport.unregisterProducer()  # type: ignore[union-attr]
+        self.poem_sent = True
         self.transport.loseConnection()  # type: ignore[union-attr]
         self._start_deadline()
+
+    def cut_short(self) -> None:
+        """Abort the connection (a reset on TCP): the proxy is stopping."""
+        self._stop_deadline()
+        # No slot is taken, nor fetch started, for a connection being aborted.
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.cancel()
+        fetch, self._fetch = self._fetch, None
+        if fetch is not None:
+            fetch.leave(self)
+        self.transport.abortConnection()  # type: ignore[union-attr]
 
     def fail(self, failure: Failure) -> None:
         self._fetch = None
@@ -403,6 +421,7 @@ class PoetryProxyProtocol(Protocol):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.factory.open_connections.discard(self)
         self._stop_deadline()
         fetch, self._fetch = self._fetch, None
         if fetch is not None:
@@ -442,6 +461,9 @@ class PoetryProxyFactory(ServerFactory):
         self.limit = limit
         self.write_timeout = write_timeout
         self.clock: IReactorTime = cache.client.reactor
+        #: The connections not closed yet, which a stop of the proxy aborts
+        #: unless their poem was all sent.
+        self.open_connections = OpenConnections(self.clock)
 
     def buildProtocol(self, addr: Any) -> PoetryProxyProtocol:
         return PoetryProxyProtocol(self)

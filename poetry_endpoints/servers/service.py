@@ -36,6 +36,7 @@ from ..errors import PoetryError
 from .faults import FaultyServerFactory
 from .limits import ConnectionLimit, reset_refused_connections
 from .poetry import PoemFile, PoetryServerFactory, load_poems
+from .stopping import CutShortOnStop
 
 _log = Logger()
 
@@ -248,6 +249,11 @@ def build_server(reactor: Any, config: ServerConfig) -> MultiService:
     """
     The companion server: one listener per C{config.listen} and C{config.http}.
 
+    Its stop resets the poetry connections whose poem is unfinished (see
+    `poetry_endpoints.servers.stopping`).  HTTP connections are left to the
+    reactor: an HTTP client knows the poem's length from Content-Length, so
+    a close before the end of the body is not taken for the whole.
+
     @raise ConfigError: a listen description does not parse, a poem file
         cannot be read, a setting is out of range.
     """
@@ -259,6 +265,8 @@ def build_server(reactor: Any, config: ServerConfig) -> MultiService:
         raise ConfigError(f"cannot read poem file {e.filename}: {e.strerror or e}") from None
     factory = server_factory(reactor, config, poems)
     top = MultiService()
+    # First, so that it stops last, once no listener accepts any more.
+    top.addService(CutShortOnStop(factory.open_connections))
     for description in config.listen:
         top.addService(ListeningService(reactor, description, factory))
     if config.http:
@@ -275,6 +283,9 @@ def build_server(reactor: Any, config: ServerConfig) -> MultiService:
 def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
     """
     The poetry proxy: each connection is served the poem from C{config.upstream}.
+
+    Its stop resets the clients whose poem is unfinished, including those
+    still waiting for a slot (see `poetry_endpoints.servers.stopping`).
 
     @raise ConfigError: the upstream source or a listen description does not
         parse, a setting is out of range.
@@ -320,6 +331,7 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
         write_timeout=config.write_timeout,
     )
     top = MultiService()
+    top.addService(CutShortOnStop(factory.open_connections))  # stops after the listeners
     for description in config.listen:
         top.addService(ListeningService(reactor, description, factory, label="proxy", limit=limit))
     return top
