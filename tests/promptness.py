@@ -112,7 +112,7 @@ def time_to_exit(
         if exited is not None:
             break
         if now - started > timeout:
-            raise AssertionError(f"{process.args} did not exit within {timeout} s")
+            raise AssertionError(f"{process.args!r} did not exit within {timeout} s")
         last, was_runnable = now, runnable
         time.sleep(SAMPLE)
     wall = now - started
