@@ -142,11 +142,23 @@ class LoopbackServer:
         self.close()
 
 
+#: Sockets bound to a port but never listening, kept for the life of the process.
+_REFUSING: list[socket.socket] = []
+
+
 def refused_port() -> int:
-    """A TCP port on 127.0.0.1 with nothing listening (so connecting is refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """
+    A TCP port on 127.0.0.1 that refuses connections for the rest of this process.
+
+    It is held by a socket that is bound but never listens: a connection to it
+    is refused, and no other process can bind it meanwhile.  A port merely
+    released after the kernel chose it is free for anyone: a parallel test
+    run's server can take it and answer.
+    """
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    _REFUSING.append(holder)
+    port: int = holder.getsockname()[1]
     return port
 
 

@@ -486,7 +486,8 @@ def test_memory_checks_pass_after_the_test_process_grew() -> None:
         "tests/test_adversarial.py::test_endless_response_headers_are_too_large_not_a_memory_leak"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", first, then],
+        # -n 0: in one process, in this order, whatever addopts says about workers.
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-n", "0", first, then],
         capture_output=True,
         text=True,
         timeout=180,

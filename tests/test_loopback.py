@@ -15,6 +15,7 @@ import socket
 import tempfile
 from typing import Any
 
+from loopback_servers import refused_port
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
@@ -113,14 +114,6 @@ class StreamingFactory(ServerFactory):
 def is_trial_timeout(call: Any) -> bool:
     """Whether C{call} is the timer trial itself sets for the running test."""
     return "TestCase._run" in getattr(call.func, "__qualname__", "")
-
-
-def free_tcp_port() -> int:
-    """A port nobody listens on: bound once by the kernel's choice, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 class LoopbackTests(TestCase):
@@ -248,7 +241,7 @@ class LoopbackTests(TestCase):
     # --- failed ------------------------------------------------------------------------------
 
     async def test_refused_port(self) -> None:
-        source = f"tcp:127.0.0.1:{free_tcp_port()}"
+        source = f"tcp:127.0.0.1:{refused_port()}"
         error = await self.fetch(source, timeout=10)
         assert isinstance(error, PoetryError)
         self.assertEqual((error.kind, error.source), ("connect-failed", source))
@@ -256,7 +249,7 @@ class LoopbackTests(TestCase):
         await self.settle()
 
     async def test_refused_port_with_retries(self) -> None:
-        source = f"127.0.0.1:{free_tcp_port()}"
+        source = f"127.0.0.1:{refused_port()}"
         client = PoetryClient(reactor, retries=2, backoff=0.01)
         with self.assertRaises(PoetryError) as caught:
             await client.get(source)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -130,14 +131,43 @@ def test_the_pages_have_runnable_examples() -> None:
     assert {"README.md", "docs/faults.md"} <= runnable, runnable
 
 
-def free_ports(count: int) -> list[int]:
-    """C{count} distinct loopback ports that nothing listens on right now."""
-    sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
+def _ephemeral_ports_start() -> int:
+    """The first port of the range the kernel hands out for C{bind(0)} and outgoing connections."""
     try:
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as limits:
+            return int(limits.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_ports(count: int) -> list[int]:
+    """
+    C{count} distinct loopback ports that nothing listens on right now.
+
+    Chosen at random below the ephemeral range: a port released after
+    C{bind(0)} chose it is soon handed out again, to an outgoing connection
+    or a listener of a parallel test run, and the page's server then finds
+    it in use.  Nothing but an explicit choice takes a port below that range.
+    """
+    start = _ephemeral_ports_start()
+    if start - 10_000 < count * 100:  # no room below the range: the kernel's choice
+        sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
+        try:
+            return [s.getsockname()[1] for s in sockets]
+        finally:
+            for s in sockets:
+                s.close()
+    chosen: list[int] = []
+    for port in random.sample(range(10_000, start), count * 100):
+        try:
+            with socket.create_server(("127.0.0.1", port)):
+                pass
+        except OSError:  # in use
+            continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise AssertionError(f"no {count} free ports among {count * 100} tried")
 
 
 @dataclass

@@ -6,6 +6,7 @@ delivered, no descriptor left behind.
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 from twisted.internet import reactor as _reactor
@@ -52,9 +53,12 @@ class TenThousandSourcesTests(TestCase):
         # 25th is refused: the failure paths must release descriptors too.
         big = PoetryServerFactory([PoemFile("big", b"x" * (CAP * 4))], reactor)
         oversized = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(big)
-        refused = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(big)
-        refused_port = refused.getHost().port
-        await refused.stopListening()
+        # Bound, never listening, kept until the end: refused, and no other
+        # process (a parallel test run) can take the port meanwhile.
+        refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(refusing.close)
+        refusing.bind(("127.0.0.1", 0))
+        refused_port = refusing.getsockname()[1]
 
         def source(i: int) -> str:
             if i % 10 == 0:
