@@ -92,15 +92,8 @@ def run_cli(
     """
     from poetry_endpoints.cli import main
 
-    reactor: Any = EPollReactor()
-    timed_out: list[bool] = []
-
-    def too_long() -> None:
-        timed_out.append(True)
-        reactor.stop()
-
-    guard = reactor.callLater(wait, too_long)
-    leftovers = Leftovers(reactor, guard)
+    run = CommandReactor(wait)
+    reactor = run.reactor
     streams = (sys.stdin, sys.stdout, sys.stderr)
     # Python's own standard streams: UTF-8 (as the tests' subprocesses are
     # set to), strict on stdout, backslash escapes on stderr.
@@ -115,18 +108,47 @@ def run_cli(
         raise AssertionError(f"main({argv!r}) returned instead of exiting")
     finally:
         sys.stdin, sys.stdout, sys.stderr = streams
-    try:
-        if alongside is not None:
-            alongside.end(wait)
-        assert not timed_out, f"poetry-endpoints {' '.join(argv)} ran past {wait} s"
-        if guard.active():
-            guard.cancel()
-        leftovers.check(argv)
-        _assert_nothing_left(reactor, argv)
-    finally:
-        _close(reactor)
+    run.finish(argv, *([] if alongside is None else [lambda: alongside.end(wait)]))
     status = code if isinstance(code, int) else (0 if code is None else 1)
     return Ran(list(argv), status, stdout_pipe.written(), stderr_pipe.written())
+
+
+class CommandReactor:
+    """
+    A fresh reactor for one run of a command: stopped if the run takes more
+    than C{wait} seconds, and looked at as the run ends (L{Leftovers}).
+    """
+
+    def __init__(self, wait: float, *, served: bool = False) -> None:
+        self.reactor: Any = EPollReactor()
+        self._wait = wait
+        self._timed_out = False
+        self._guard = self.reactor.callLater(wait, self._too_long)
+        self._leftovers = Leftovers(self.reactor, self._guard, served=served)
+
+    def _too_long(self) -> None:
+        self._timed_out = True
+        self.reactor.stop()
+
+    def finish(self, argv: tuple[str, ...], *first: Callable[[], object]) -> None:
+        """
+        Call each of C{first} (the test's own checks of the run), then check
+        that the run ended in time and left nothing; close the reactor's
+        descriptors whatever happens.
+
+        @raise AssertionError: the run took longer than its C{wait}, or left
+            a timer or a connection.
+        """
+        try:
+            for check in first:
+                check()
+            assert not self._timed_out, f"poetry-endpoints {' '.join(argv)} ran past {self._wait} s"
+            if self._guard.active():
+                self._guard.cancel()
+            self._leftovers.check(argv)
+            _assert_nothing_left(self.reactor, argv)
+        finally:
+            _close(self.reactor)
 
 
 class _Alongside:

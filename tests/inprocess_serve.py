@@ -29,8 +29,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from inprocess import WAIT, Leftovers, Ran, _assert_nothing_left, _close, _Pipe
-from twisted.internet.epollreactor import EPollReactor
+from inprocess import WAIT, CommandReactor, Ran, _Pipe
 
 LISTENING = re.compile(r"listening on (\S+)")
 T = TypeVar("T")
@@ -169,15 +168,8 @@ def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) ->
 
     assert threading.current_thread() is threading.main_thread(), "signals go to the main thread"
     begin_logging()
-    reactor: Any = EPollReactor()
-    timed_out: list[bool] = []
-
-    def too_long() -> None:
-        timed_out.append(True)
-        reactor.stop()
-
-    guard = reactor.callLater(wait, too_long)
-    leftovers = Leftovers(reactor, guard, served=True)
+    run = CommandReactor(wait, served=True)
+    reactor = run.reactor
     stdout, stderr = _LiveBytes(), _LiveBytes()
     serving = Serving(list(argv), stdout, stderr)
     results: list[T] = []
@@ -220,17 +212,13 @@ def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) ->
         thread.join(wait)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    try:
+
+    def client_ended() -> None:
         if failures:
             raise failures[0]
         assert not thread.is_alive(), f"the client of {argv} did not finish within {wait} s"
-        assert not timed_out, f"poetry-endpoints {' '.join(argv)} ran past {wait} s"
-        if guard.active():
-            guard.cancel()
-        leftovers.check(argv)
-        _assert_nothing_left(reactor, argv)
-    finally:
-        _close(reactor)
+
+    run.finish(argv, client_ended)
     status = code if isinstance(code, int) else (0 if code is None else 1)
     return Ran(list(argv), status, stdout.getvalue(), stderr.getvalue()), results[0]
 
