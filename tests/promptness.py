@@ -23,6 +23,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 #: Between two looks at the child's state.
 SAMPLE = 0.002
@@ -84,7 +85,7 @@ def _runnable(pid: int) -> bool:
 
 
 def time_to_exit(
-    process: subprocess.Popen[bytes], timeout: float, signum: int | None = None
+    process: subprocess.Popen[Any], timeout: float, signum: int | None = None
 ) -> Exit:
     """
     Send C{signum} (if given) to C{process} now and time it until it exits.

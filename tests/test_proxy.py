@@ -10,7 +10,6 @@ for the rest, in front of ``serve``'s services in a thread
 from __future__ import annotations
 
 import signal
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from fake_upstream import FakeClient
 from inprocess import run_cli
 from inprocess_serve import Serving, serve_cli
+from loopback_servers import refused_port
 from serve_process import WAIT, Running, cli, connect, fetch
 from server_thread import ServerThread
 from twisted.internet import reactor
@@ -120,9 +120,7 @@ class Chain(TestCase):
         self.assertEqual(logged[0]["upstream"], upstream)
 
     async def test_a_refused_upstream_aborts_the_client_connection(self) -> None:
-        with socket.socket() as closed:
-            closed.bind(("127.0.0.1", 0))
-            upstream = f"tcp:127.0.0.1:{closed.getsockname()[1]}"
+        upstream = f"tcp:127.0.0.1:{refused_port()}"
         proxy = await self.proxy(upstream)
         await self.assert_aborted(proxy, upstream, "connect-failed")
 
