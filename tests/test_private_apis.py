@@ -84,6 +84,16 @@ def _request(pool: HTTPConnectionPool) -> tuple[Any, StringTransport, Deferred[I
     return connection, endpoint.transport, connection.request(request)
 
 
+def _kept_alive(pool: HTTPConnectionPool) -> tuple[Any, StringTransport]:
+    """A connection of C{pool} whose response was read whole: back in the pool, idle."""
+    connection, transport, response = _request(pool)
+    seen = _outcome(response)
+    connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+    seen[0].deliverBody(_Body())  # type: ignore[attr-defined]
+    connection.dataReceived(b"poem")
+    return connection, transport
+
+
 def _outcome(deferred: Deferred[Any]) -> list[object]:
     seen: list[object] = []
     deferred.addBoth(seen.append)
@@ -182,11 +192,7 @@ def test_a_body_transport_leads_to_a_connection_that_can_be_aborted() -> None:
 
 def test_a_close_that_is_not_answered_can_be_aborted() -> None:
     fetcher = HTTPFetcher(PoetryClient(MemoryReactorClock()))
-    connection, transport, response = _request(fetcher.pool)
-    seen = _outcome(response)
-    connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
-    seen[0].deliverBody(_Body())  # type: ignore[attr-defined]
-    connection.dataReceived(b"poem")  # whole: the connection goes back to the pool
+    connection, transport = _kept_alive(fetcher.pool)
     assert cached_connections(fetcher.pool) == [connection]
     closing = fetcher.close()
     assert transport.disconnecting and not transport.disconnected  # closing, not answered
@@ -203,11 +209,7 @@ def test_a_close_that_is_not_answered_can_be_aborted() -> None:
 def test_a_close_that_is_not_answered_in_time_is_aborted_and_ends_when_it_is_gone() -> None:
     clock = MemoryReactorClock()
     fetcher = HTTPFetcher(PoetryClient(clock))
-    connection, transport, response = _request(fetcher.pool)
-    seen = _outcome(response)
-    connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
-    seen[0].deliverBody(_Body())  # type: ignore[attr-defined]
-    connection.dataReceived(b"poem")
+    connection, transport = _kept_alive(fetcher.pool)
     closed = _outcome(fetcher.close(timeout=0.5))
     clock.advance(0.4)
     assert transport.disconnecting and not transport.disconnected  # still waiting for the server
@@ -222,11 +224,7 @@ def test_a_close_that_is_not_answered_in_time_is_aborted_and_ends_when_it_is_gon
 def test_a_close_answered_in_time_leaves_no_timer() -> None:
     clock = MemoryReactorClock()
     fetcher = HTTPFetcher(PoetryClient(clock))
-    connection, transport, response = _request(fetcher.pool)
-    seen = _outcome(response)
-    connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
-    seen[0].deliverBody(_Body())  # type: ignore[attr-defined]
-    connection.dataReceived(b"poem")
+    connection, transport = _kept_alive(fetcher.pool)
     closed = _outcome(fetcher.close(timeout=0.5))
     connection.connectionLost(Failure(ConnectionDone()))  # the server answered the close
     assert closed == [None] and not transport.disconnected
