@@ -54,15 +54,9 @@ def run_main(argv: list[str], capsys: Any) -> tuple[int, str, str]:
     reactor runs (usage errors, --version): its exit status, stdout and
     stderr.  Starting a process costs far more than such a check.
     """
-    from poetry_endpoints.cli import main
+    from inprocess import exit_status
 
     capsys.readouterr()  # what came before is not this command's
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code
-    else:  # main() always exits
-        raise AssertionError(f"main({argv!r}) returned instead of exiting")
+    status = exit_status(argv)
     out, err = capsys.readouterr()
-    status = code if isinstance(code, int) else (0 if code is None else 1)
     return status, out, err

@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +90,6 @@ def run_cli(
     @raise AssertionError: the run took longer than C{wait} seconds, or left
         a timer or a connection on its reactor.
     """
-    from poetry_endpoints.cli import main
-
     run = CommandReactor(wait)
     reactor = run.reactor
     streams = (sys.stdin, sys.stdout, sys.stderr)
@@ -101,16 +99,24 @@ def run_cli(
     sys.stdin, sys.stdout, sys.stderr = stdin_pipe, stdout_pipe, stderr_pipe
     alongside = None if during is None else _Alongside(during, Running(stdout_pipe))
     try:
+        status = exit_status(argv, reactor)
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = streams
+    run.finish(argv, *([] if alongside is None else [lambda: alongside.end(wait)]))
+    return Ran(list(argv), status, stdout_pipe.written(), stderr_pipe.written())
+
+
+def exit_status(argv: Sequence[str], reactor: Any = None) -> int:
+    """Run C{poetry_endpoints.cli.main(argv)}; the status it exits with."""
+    from poetry_endpoints.cli import main
+
+    try:
         main(list(argv), reactor=reactor)
     except SystemExit as e:
         code = e.code
     else:  # main() always exits
-        raise AssertionError(f"main({argv!r}) returned instead of exiting")
-    finally:
-        sys.stdin, sys.stdout, sys.stderr = streams
-    run.finish(argv, *([] if alongside is None else [lambda: alongside.end(wait)]))
-    status = code if isinstance(code, int) else (0 if code is None else 1)
-    return Ran(list(argv), status, stdout_pipe.written(), stderr_pipe.written())
+        raise AssertionError(f"main({list(argv)!r}) returned instead of exiting")
+    return code if isinstance(code, int) else (0 if code is None else 1)
 
 
 class CommandReactor:

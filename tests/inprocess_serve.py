@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from inprocess import WAIT, CommandReactor, Ran, _Pipe
+from inprocess import WAIT, CommandReactor, Ran, _Pipe, exit_status
 
 LISTENING = re.compile(r"listening on (\S+)")
 T = TypeVar("T")
@@ -164,8 +164,6 @@ def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) ->
         a timer or a connection on its reactor.  An exception of the client
         stops the command and is raised here.
     """
-    from poetry_endpoints.cli import main
-
     assert threading.current_thread() is threading.main_thread(), "signals go to the main thread"
     begin_logging()
     run = CommandReactor(wait, served=True)
@@ -196,15 +194,9 @@ def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) ->
         io.TextIOWrapper(stderr, encoding="utf-8", errors="backslashreplace", write_through=True),
     )
     sys.stdin, sys.stdout, sys.stderr = text_streams
-    code: object = None
     try:
         thread.start()
-        try:
-            main(list(argv), reactor=reactor)
-        except SystemExit as e:
-            code = e.code
-        else:  # main() always exits
-            raise AssertionError(f"main({argv!r}) returned instead of exiting")
+        status = exit_status(argv, reactor)
     finally:
         sys.stdin, sys.stdout, sys.stderr = streams
         stdout.end()
@@ -219,7 +211,6 @@ def serve_cli(*argv: str, client: Callable[[Serving], T], wait: float = WAIT) ->
         assert not thread.is_alive(), f"the client of {argv} did not finish within {wait} s"
 
     run.finish(argv, client_ended)
-    status = code if isinstance(code, int) else (0 if code is None else 1)
     return Ran(list(argv), status, stdout.getvalue(), stderr.getvalue()), results[0]
 
 
