@@ -84,9 +84,7 @@ def _runnable(pid: int) -> bool:
     return False
 
 
-def time_to_exit(
-    process: subprocess.Popen[Any], timeout: float, signum: int | None = None
-) -> Exit:
+def time_to_exit(process: subprocess.Popen[Any], timeout: float, signum: int | None = None) -> Exit:
     """
     Send C{signum} (if given) to C{process} now and time it until it exits.
 

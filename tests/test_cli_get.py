@@ -364,7 +364,11 @@ def test_an_unusable_output_dir_exits_2(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     result = get("--output-dir", str(blocker / "poems"), "tcp:127.0.0.1:1")
     assert result.returncode == 2
-    assert "--output-dir" in result.stderr.decode()
+    # Worded as -o's are: the reason and its errno name, not Python's repr of the error.
+    assert result.stderr.decode() == (
+        f"poetry-endpoints get: cannot write to --output-dir {blocker / 'poems'}: "
+        "not a directory (ENOTDIR)\n"
+    )
 
 
 HOSTILE = "title \x1b]0;owned\x07 red \x1b[31m csi \u009b2J del \x7f\ttab\n"

@@ -210,7 +210,9 @@ def run(args: argparse.Namespace, *, reactor: Any = None) -> int:
         try:
             output_dir = DirectoryOutput.prepare(args.output_dir)
         except OSError as e:
-            return _usage_error(f"cannot write to --output-dir {args.output_dir}: {e}")
+            return _usage_error(
+                f"cannot write to --output-dir {args.output_dir}: {describe_os_error(e)}"
+            )
     elif args.output is not None and args.output != "-":
         try:
             output_file = FileOutput.prepare(args.output)
