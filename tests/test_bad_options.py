@@ -84,6 +84,7 @@ TABLE: dict[str, tuple[list[str], dict[str, Any]]] = {
             "--listen": LISTEN,
             "--cache-seconds": DURATION,
             "--cache-max-bytes": SIZE_FROM_0,
+            "--max-bytes": SIZE,
             "--timeout": SECONDS,
             "--idle-timeout": SECONDS,
             "--write-timeout": SECONDS,

@@ -28,9 +28,12 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from poetry_endpoints import PoetryError, get_poetry
+from poetry_endpoints.cli import build_parser
+from poetry_endpoints.cli.proxy import proxy_config
+from poetry_endpoints.defaults import DEFAULT_MAX_BYTES
 from poetry_endpoints.servers.faults import FaultyServerFactory
 from poetry_endpoints.servers.limits import ConnectionLimit
-from poetry_endpoints.servers.poetry import PoemFile
+from poetry_endpoints.servers.poetry import PoemFile, PoetryServerFactory
 from poetry_endpoints.servers.proxy import PoetryProxyFactory, PoetryProxyProtocol, UpstreamCache
 from poetry_endpoints.servers.proxytap import Options as ProxyOptions
 from poetry_endpoints.servers.service import (
@@ -189,6 +192,8 @@ def test_bad_limits_are_refused() -> None:
     base = {"upstream": "tcp:127.0.0.1:1", "listen": ("tcp:0:interface=127.0.0.1",)}
     with pytest.raises(ConfigError, match="--max-clients"):
         build_proxy(MemoryReactorClock(), ProxyConfig(**base, max_clients=0))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="--max-bytes"):
+        build_proxy(MemoryReactorClock(), ProxyConfig(**base, max_bytes=0))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="--write-timeout"):
         build_proxy(MemoryReactorClock(), ProxyConfig(**base, write_timeout=-1))  # type: ignore[arg-type]
 
@@ -202,6 +207,9 @@ def test_the_defaults_bound_the_proxy() -> None:
     # The upstream fetches have a whole-attempt limit unless told otherwise.
     (listener,) = listeners(build_proxy(MemoryReactorClock(), config))
     assert listener.factory.cache.client.timeout == 120  # type: ignore[attr-defined]
+    # The upstream poem is capped as `get` caps it (16M), unless --max-bytes says otherwise.
+    assert config.max_bytes == DEFAULT_MAX_BYTES == 16 * MiB
+    assert listener.factory.cache.client.max_bytes == DEFAULT_MAX_BYTES  # type: ignore[attr-defined]
     assert listener.factory.write_timeout == 60  # type: ignore[attr-defined]
     assert listener.factory.limit.maximum == 100  # type: ignore[attr-defined]
     options = ProxyOptions()
@@ -367,6 +375,33 @@ class RealPorts(TestCase):
         self.assertEqual(failed.exception.kind, "incomplete")
         await _until(lambda: limit.in_use == 0)
         self.assertIn(listener.port, reactor.getReaders())
+
+    async def test_a_poem_past_max_bytes_resets_the_client_and_one_under_it_passes(self) -> None:
+        big, small = b"x" * 2047 + b"\n", b"a short poem\n" * 40  # 2K, then 520 bytes
+        served = PoetryServerFactory([PoemFile("big", big), PoemFile("small", small)], reactor)
+        upstream = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(served)
+        self.addCleanup(upstream.stopListening)
+        args = ["-u", f"tcp:127.0.0.1:{upstream.getHost().port}", "--cache-seconds", "0"]
+        args += ["-l", "tcp:0:interface=127.0.0.1", "--max-bytes", "1K"]
+        config = proxy_config(build_parser().parse_args(["proxy", *args]))
+        twist_options = ProxyOptions()
+        twist_options.parseOptions(args)
+        self.assertEqual(twist_options["config"], config)
+        self.assertEqual(config.max_bytes, 1024)
+        service = build_proxy(reactor, config)
+        (listener,) = listeners(service)
+        self.assertEqual(listener.factory.cache.client.max_bytes, 1024)  # type: ignore[attr-defined]
+        service.startService()
+        self.addCleanup(service.stopService)
+        (source,) = await when_listening(service)
+
+        # The upstream serves the 2K poem first: it is relayed up to 1K, then the client reset.
+        with self.assertRaises(PoetryError) as failed:
+            await get_poetry(reactor, source, timeout=10)
+        self.assertEqual(failed.exception.kind, "incomplete")
+        # The next fetch is the 520-byte poem: under the cap, it passes whole.
+        poem = await get_poetry(reactor, source, timeout=10)
+        self.assertEqual(poem.data, small)
 
 
 async def _until(condition: Callable[[], bool]) -> None:

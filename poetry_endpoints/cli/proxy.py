@@ -9,6 +9,7 @@ from .. import options
 from ..defaults import (
     DEFAULT_CACHE_SECONDS,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_BYTES,
     DEFAULT_PROXY_CACHE_MAX_BYTES,
     DEFAULT_PROXY_LISTEN,
     DEFAULT_PROXY_MAX_CLIENTS,
@@ -58,6 +59,15 @@ def add_parser(commands: Any) -> None:
         "for --cache-seconds, and shared with clients that arrive during its fetch; bigger "
         "poems are streamed to each fetch's clients only; 0: keep nothing "
         f"(default: {DEFAULT_PROXY_CACHE_MAX_BYTES})",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=options.for_argparse(options.size),
+        default=DEFAULT_MAX_BYTES,
+        metavar="SIZE",
+        help=f"largest upstream poem relayed: {options.SIZE_FORMS}; past it the fetch fails "
+        "as too-large and its clients are reset, so that none takes the part relayed for a "
+        f"whole poem (default: {DEFAULT_MAX_BYTES // 2**20}M)",
     )
     parser.add_argument(
         "-t",
@@ -118,6 +128,7 @@ def proxy_config(args: argparse.Namespace) -> ProxyConfig:
         listen=tuple(args.listen) or (DEFAULT_PROXY_LISTEN,),
         cache_seconds=args.cache_seconds,
         cache_max_bytes=args.cache_max_bytes,
+        max_bytes=args.max_bytes,
         timeout=args.timeout,
         idle_timeout=args.idle_timeout,
         cacert=args.cacert,

@@ -18,6 +18,7 @@ from .. import options
 from ..defaults import (
     DEFAULT_CACHE_SECONDS,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_BYTES,
     DEFAULT_PROXY_CACHE_MAX_BYTES,
     DEFAULT_PROXY_LISTEN,
     DEFAULT_PROXY_MAX_CLIENTS,
@@ -67,6 +68,14 @@ class Options(ListenOptions):
             options.for_twist("--cache-max-bytes", options.size_from_0),
         ],
         [
+            "max-bytes",
+            None,
+            DEFAULT_MAX_BYTES,
+            "Largest upstream poem relayed (bytes, or with a K, M or G suffix); past it the "
+            "fetch fails as too-large and its clients are reset.",
+            options.for_twist("--max-bytes", options.size),
+        ],
+        [
             "timeout",
             "t",
             DEFAULT_PROXY_TIMEOUT,
@@ -114,6 +123,7 @@ class Options(ListenOptions):
             listen=self.listen(),
             cache_seconds=self["cache-seconds"],
             cache_max_bytes=self["cache-max-bytes"],
+            max_bytes=self["max-bytes"],
             timeout=self["timeout"],
             idle_timeout=self["idle-timeout"],
             cacert=self["cacert"],

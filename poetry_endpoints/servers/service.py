@@ -25,6 +25,7 @@ from ..defaults import (
     DEFAULT_CACHE_SECONDS,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LISTEN,
+    DEFAULT_MAX_BYTES,
     DEFAULT_NUM_BYTES,
     DEFAULT_PROXY_CACHE_MAX_BYTES,
     DEFAULT_PROXY_LISTEN,
@@ -79,6 +80,8 @@ class ProxyConfig:
         C{cache_seconds}, and shared with clients that arrive during its
         fetch.  Bigger poems are streamed to their fetch's clients only.  0:
         nothing is kept, and clients share a fetch only until its first byte.
+    @ivar max_bytes: the largest upstream poem relayed; past it the fetch
+        fails (C{too-large}) and its clients are reset.
     @ivar timeout: whole-attempt limit for each upstream fetch, or C{None}.
     @ivar idle_timeout: limit on upstream silence between reads, or C{None}.
     @ivar cacert: a PEM file whose CA is also trusted for C{tls:}/C{https:}.
@@ -93,6 +96,7 @@ class ProxyConfig:
     listen: tuple[str, ...] = (DEFAULT_PROXY_LISTEN,)
     cache_seconds: float = DEFAULT_CACHE_SECONDS
     cache_max_bytes: int = DEFAULT_PROXY_CACHE_MAX_BYTES
+    max_bytes: int = DEFAULT_MAX_BYTES
     timeout: float | None = DEFAULT_PROXY_TIMEOUT
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     cacert: str | None = None
@@ -299,6 +303,8 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
         raise ConfigError(f"--cache-seconds must be 0 or more, not {config.cache_seconds:g}")
     if config.cache_max_bytes < 0:
         raise ConfigError(f"--cache-max-bytes must be 0 or more, not {config.cache_max_bytes}")
+    if config.max_bytes < 1:
+        raise ConfigError(f"--max-bytes must be at least 1, not {config.max_bytes}")
     if config.max_clients is not None and config.max_clients < 1:
         raise ConfigError(f"--max-clients must be at least 1, not {config.max_clients}")
     if config.write_timeout is not None and not config.write_timeout > 0:
@@ -310,6 +316,7 @@ def build_proxy(reactor: Any, config: ProxyConfig) -> MultiService:
             reactor,
             timeout=config.timeout,
             idle_timeout=config.idle_timeout,
+            max_bytes=config.max_bytes,
             encoding="latin-1",
             cacert=config.cacert,
         )
