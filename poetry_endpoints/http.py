@@ -16,7 +16,7 @@ except ImportError:  # treq before 26.7 types (and takes) the standard library's
     from http.cookiejar import CookieJar as IndexableCookieJar  # type: ignore[assignment]
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost, DNSLookupError
+from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
@@ -51,7 +51,7 @@ from ._private_apis import (
 )
 from .errors import PoetryError
 from .events import log_redirect
-from .protocol import Body, PoetryProtocol, ProgressCallback, Sink, pending_error
+from .protocol import Body, PoetryProtocol, ProgressCallback, Sink, close_at_end_of_input
 from .reasons import connect_error, describe, tls_reason
 from .settings import ClientSettings
 from .sources import HTTPSource
@@ -107,13 +107,7 @@ class _BoundedHeadProtocol(HTTP11ClientProtocol):
         of the body only after the server's C{close_notify}, which a reset
         never brings.
         """
-        transport: Any = self.transport
-        if pending_error(transport):
-            self._input_end = Failure(ConnectionLost())  # what reading the reset gives
-            transport.abortConnection()
-        else:
-            self._input_end = Failure(ConnectionDone())
-            transport.loseConnection()
+        self._input_end = close_at_end_of_input(self.transport)
 
     def writeConnectionLost(self) -> None:
         """Nothing to do: the connection never closes only its own side."""

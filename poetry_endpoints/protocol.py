@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -190,12 +190,7 @@ class PoetryProtocol(Protocol):
         in the socket: reading it here keeps a reset from passing for the
         end of a whole poem.
         """
-        if pending_error(self.transport):
-            self._input_end = Failure(ConnectionLost())  # what reading the reset gives
-            self.abort_transport()
-        else:
-            self._input_end = Failure(ConnectionDone())
-            self.transport.loseConnection()  # type: ignore[union-attr]
+        self._input_end = close_at_end_of_input(self.transport)
 
     def writeConnectionLost(self) -> None:
         """Nothing to do: the poetry client never writes."""
@@ -289,7 +284,22 @@ class PoetryProtocol(Protocol):
             finished.callback(result)
 
 
-def pending_error(transport: object) -> int:
+def close_at_end_of_input(transport: Any) -> Failure:
+    """
+    How C{transport}'s input ended, read when the reactor says it has: a
+    clean close (C{ConnectionDone}, and C{transport} is closed gently), or a
+    reset (C{ConnectionLost}, and C{transport} is aborted) if its socket
+    holds a pending error, which the reactor may not have read (see
+    `PoetryProtocol.readConnectionLost`).
+    """
+    if _pending_error(transport):
+        transport.abortConnection()
+        return Failure(ConnectionLost())  # what reading the reset gives
+    transport.loseConnection()
+    return Failure(ConnectionDone())
+
+
+def _pending_error(transport: object) -> int:
     """The socket error waiting in C{transport}'s socket (SO_ERROR), or 0."""
     get_handle = getattr(transport, "getHandle", None)
     if get_handle is None:
